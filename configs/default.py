@@ -1,0 +1,53 @@
+"""Default configuration: DAH (ResNet30 + CBAM, 48 bits) on CIFAR-10 under the DAH protocol.
+
+Every other config imports this one and changes a few fields. Override any field on the
+command line, e.g. `--config.model.bits=24 --config.num_epochs=10`.
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+
+  config.model_name = 'dah_resnet30'
+  config.model = ml_collections.ConfigDict(dict(
+      bits=48, num_classes=10, attention='cbam'))  # attention='none': NoneA-DAH.
+
+  config.loss_name = 'dah'
+  # threshold=None is the paper's t = bits / 4.8.
+  config.loss = ml_collections.ConfigDict(dict(
+      threshold=ml_collections.FieldReference(None, field_type=float),
+      phi1=1.0, phi2=1.0, ce_weight=1.0))
+
+  config.optimizer = ml_collections.ConfigDict(dict(
+      name='adam', learning_rate=1e-3, b1=0.9, b2=0.999, weight_decay=0.0))
+
+  config.data = ml_collections.ConfigDict(dict(
+      source='image_folder',          # 'image_folder' or 'tfds'.
+      data_dir='../shared/data/cifar10_jpeg',
+      tfds_name='cifar10',
+      protocol='dah_cifar10',
+      split_seed=0,                   # Seed of per-class split draws.
+      sampler='class_balanced',       # 'class_balanced' or 'random'.
+      image_size=32,
+      random_flip=False,
+      num_threads=4,
+  ))
+
+  config.batch_size = 20              # 2n for n = 10 classes.
+  config.num_epochs = 50
+  config.num_train_steps = -1         # > 0 overrides num_epochs.
+
+  config.log_every_steps = 50
+  config.checkpoint_every_steps = 1000
+  config.max_checkpoints_to_keep = 3
+
+  config.eval = ml_collections.ConfigDict(dict(
+      batch_size=500,
+      topk=ml_collections.FieldReference(None, field_type=int),  # None: the protocol's K.
+      precision_at=1000,
+      radius=2,
+  ))
+  return config.lock()

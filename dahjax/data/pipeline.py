@@ -1,0 +1,147 @@
+"""Input pipelines: samplers, preprocessing and grain datasets for training and encoding.
+
+Training batches are a pure function of (seed, step): the sampler gives the global
+batch's pool indices for a step, each process loads its own contiguous slice of it, and
+a restarted run starting at step s sees exactly the batches an uninterrupted run would.
+Images are decoded and preprocessed by grain in threads.
+"""
+
+import functools
+from typing import Iterator, Protocol
+
+import grain
+import numpy as np
+from PIL import Image
+
+from dahjax.data import protocols
+
+
+class Sampler(Protocol):
+  batch_size: int
+  steps_per_epoch: int
+
+  def batch_indices(self, step: int) -> np.ndarray: ...
+
+
+class ClassBalancedSampler:
+  """Every batch holds `per_class` images of every class (DAH: 2 per class, batch 2n).
+
+  Each class is shuffled once per epoch; an epoch ends when the smallest class is used
+  up. Within a batch the classes are interleaved, so any contiguous slice of a batch
+  (one process's share) is as balanced as its size allows.
+  """
+
+  def __init__(self, labels: np.ndarray, indices: np.ndarray, per_class: int, seed: int):
+    if per_class < 1:
+      raise ValueError(f'per_class must be >= 1, got {per_class}.')
+    classes = np.argmax(labels[indices], axis=1)
+    self._members = [indices[classes == c] for c in range(labels.shape[1])]
+    smallest = min(len(m) for m in self._members)
+    if smallest < per_class:
+      raise ValueError(f'A class has only {smallest} training images, fewer than '
+                       f'per_class={per_class}; use data.sampler="random".')
+    self.per_class = per_class
+    self.batch_size = per_class * len(self._members)
+    self.steps_per_epoch = smallest // per_class
+    self.seed = seed
+
+  @functools.lru_cache(maxsize=2)
+  def _epoch(self, epoch: int) -> np.ndarray:
+    rng = np.random.default_rng([self.seed, epoch])
+    n = self.steps_per_epoch * self.per_class
+    # [classes, steps * per_class] -> [steps, per_class, classes] -> [steps, batch].
+    table = np.stack([rng.permutation(m)[:n] for m in self._members])
+    table = table.reshape(len(self._members), self.steps_per_epoch, self.per_class)
+    return table.transpose(1, 2, 0).reshape(self.steps_per_epoch, self.batch_size)
+
+  def batch_indices(self, step: int) -> np.ndarray:
+    return self._epoch(step // self.steps_per_epoch)[step % self.steps_per_epoch]
+
+
+class RandomSampler:
+  """Uniform shuffling without replacement each epoch; the last partial batch is dropped."""
+
+  def __init__(self, indices: np.ndarray, batch_size: int, seed: int):
+    if len(indices) < batch_size:
+      raise ValueError(f'batch_size={batch_size} exceeds the {len(indices)} training '
+                       'images.')
+    self._indices = indices
+    self.batch_size = batch_size
+    self.steps_per_epoch = len(indices) // batch_size
+    self.seed = seed
+
+  @functools.lru_cache(maxsize=2)
+  def _epoch(self, epoch: int) -> np.ndarray:
+    rng = np.random.default_rng([self.seed, epoch])
+    n = self.steps_per_epoch * self.batch_size
+    return rng.permutation(self._indices)[:n].reshape(self.steps_per_epoch, -1)
+
+  def batch_indices(self, step: int) -> np.ndarray:
+    return self._epoch(step // self.steps_per_epoch)[step % self.steps_per_epoch]
+
+
+SAMPLERS = ('class_balanced', 'random')
+
+
+def make_sampler(name: str, *, labels: np.ndarray, indices: np.ndarray,
+                 batch_size: int, seed: int) -> Sampler:
+  """Builds sampler `name`; the class-balanced one needs batch_size % num_classes == 0."""
+  if name == 'class_balanced':
+    num_classes = labels.shape[1]
+    if batch_size % num_classes:
+      raise ValueError(f'The class-balanced sampler needs a batch size divisible by the '
+                       f'{num_classes} classes, got batch_size={batch_size}.')
+    return ClassBalancedSampler(labels, indices, batch_size // num_classes, seed)
+  if name == 'random':
+    return RandomSampler(indices, batch_size, seed)
+  raise ValueError(f'Unknown sampler {name!r}; valid samplers: {", ".join(SAMPLERS)}.')
+
+
+def to_model_input(image: np.ndarray, image_size: int) -> np.ndarray:
+  """uint8 HWC -> float32 [0, 1] at image_size x image_size (resized only if needed)."""
+  if image.shape[:2] != (image_size, image_size):
+    image = np.asarray(Image.fromarray(image).resize((image_size, image_size),
+                                                     Image.BILINEAR))
+  return image.astype(np.float32) / 255.0
+
+
+def train_dataset(pool: protocols.Pool, sampler: Sampler, *, image_size: int,
+                  random_flip: bool, seed: int, start_step: int, num_steps: int,
+                  process_index: int = 0, process_count: int = 1,
+                  num_threads: int = 4) -> Iterator[dict[str, np.ndarray]]:
+  """Batches {'image': float32 [b, H, W, 3], 'label': float32 [b, C]} for steps [start, num).
+
+  Each process gets rows [p * b, (p + 1) * b) of every global batch, b = batch / processes.
+  """
+  local = sampler.batch_size // process_count
+
+  def load(position: int) -> dict[str, np.ndarray]:
+    step, row = divmod(position, local)
+    index = sampler.batch_indices(step)[process_index * local + row]
+    image = to_model_input(pool.load_image(index), image_size)
+    if random_flip and np.random.default_rng([seed, step, index]).random() < 0.5:
+      image = image[:, ::-1]
+    return {'image': image, 'label': pool.labels[index].astype(np.float32)}
+
+  ds = grain.MapDataset.range(start_step * local, num_steps * local).map(load)
+  ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads,
+                                            prefetch_buffer_size=4 * local))
+  return iter(ds.batch(local, drop_remainder=True))
+
+
+def eval_batches(pool: protocols.Pool, indices: np.ndarray, *, batch_size: int,
+                 image_size: int, num_threads: int = 4
+                 ) -> Iterator[tuple[np.ndarray, int]]:
+  """Yields (images [batch_size, H, W, 3], number of real rows) over `indices` in order.
+
+  The last batch is padded by repeating its last image so every batch has one shape.
+  """
+  ds = grain.MapDataset.source(np.asarray(indices)).map(
+      lambda i: to_model_input(pool.load_image(int(i)), image_size))
+  it = iter(ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads,
+                                                 prefetch_buffer_size=2 * batch_size)))
+  for start in range(0, len(indices), batch_size):
+    rows = [next(it) for _ in range(min(batch_size, len(indices) - start))]
+    n = len(rows)
+    rows += [rows[-1]] * (batch_size - n)
+    yield np.stack(rows), n

@@ -1,0 +1,47 @@
+"""dahjax entry point: `python -m dahjax.main --config configs/<name>.py --workdir <dir>`.
+
+Trains and then evaluates (`--mode=train_and_eval`, the default) or only evaluates a
+checkpoint of the workdir (`--mode=eval`). Config fields are overridden on the command
+line: `--config.model.bits=24`.
+"""
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+from dahjax import train
+from dahjax import validation
+
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, splits, '
+                               'metrics and evaluation outputs.', required=True)
+_MODE = flags.DEFINE_enum('mode', 'train_and_eval', ['train_and_eval', 'eval'],
+                          'Train then evaluate, or only evaluate a checkpoint.')
+_CHECKPOINT_STEP = flags.DEFINE_integer('checkpoint_step', None,
+                                        'With --mode=eval: the step to evaluate '
+                                        '(default: the latest).')
+config_flags.DEFINE_config_file('config', None, 'Config file.', lock_config=True)
+
+
+def _quiet_libraries(record) -> bool:
+  """Drops INFO lines of Orbax, which logs every checkpoint step in detail."""
+  return record.levelno >= logging.WARNING or 'orbax' not in record.pathname
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  logging.get_absl_handler().addFilter(_quiet_libraries)
+  config = flags.FLAGS.config
+  validation.validate(config, _WORKDIR.value)
+  logging.info('Config:\n%s', config)
+  if _MODE.value == 'eval':
+    from dahjax import evaluate  # pylint: disable=g-import-not-at-top
+    evaluate.evaluate(config, _WORKDIR.value, checkpoint_step=_CHECKPOINT_STEP.value)
+  else:
+    train.train_and_evaluate(config, _WORKDIR.value)
+
+
+if __name__ == '__main__':
+  flags.mark_flags_as_required(['config'])
+  app.run(main)

@@ -1,0 +1,31 @@
+"""Model registry: `create_model(name, **kwargs)` builds a registered Flax module.
+
+Every model maps images [B, H, W, 3] (float, in [0, 1]) to a dict with `hash`
+(continuous codes [B, bits]) and `logits` [B, C], and has a static
+`binary_codes(hash) -> uint8 0/1 [B, bits]` used for retrieval.
+"""
+
+from typing import Any, Callable
+
+import flax.linen as nn
+
+from dahjax.models import resnet30
+
+_MODELS: dict[str, Callable[..., nn.Module]] = {
+    # DAH (SPEC 2); attention='none' is the NoneA-DAH ablation.
+    'dah_resnet30': resnet30.ResNet30,
+}
+
+
+def model_names() -> list[str]:
+  return sorted(_MODELS)
+
+
+def create_model(name: str, **kwargs: Any) -> nn.Module:
+  """Builds model `name` with `kwargs`; raises listing the valid names."""
+  if name not in _MODELS:
+    raise ValueError(f'Unknown model {name!r}; valid models: {", ".join(model_names())}.')
+  bits = kwargs.get('bits')
+  if bits is not None and (not isinstance(bits, int) or bits < 1):
+    raise ValueError(f'model.bits must be a positive integer, got {bits!r}.')
+  return _MODELS[name](**kwargs)

@@ -1,0 +1,165 @@
+"""Training: train state, the jitted train step and the train-and-evaluate loop.
+
+The step is `jax.jit` over a mesh of all devices with the batch sharded on 'data' and
+the state replicated; it is compiled once and donates the incoming state. Checkpoints
+are Orbax's (written atomically, every `checkpoint_every_steps` and at the end) and a
+run restarted in the same workdir resumes from the latest one.
+"""
+
+import functools
+import json
+import os
+import time
+from typing import Any
+
+from absl import logging
+from flax.training import train_state
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from dahjax import checkpoints
+from dahjax import losses
+from dahjax import models
+from dahjax import parallel
+from dahjax.data import input_data
+from dahjax.data import pipeline
+
+
+class TrainState(train_state.TrainState):
+  batch_stats: Any
+
+
+def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  opt = config.optimizer
+  if opt.name == 'adam':
+    if opt.weight_decay:
+      return optax.adamw(opt.learning_rate, b1=opt.b1, b2=opt.b2,
+                         weight_decay=opt.weight_decay)
+    return optax.adam(opt.learning_rate, b1=opt.b1, b2=opt.b2)
+  raise ValueError(f'Unknown optimizer {opt.name!r}; valid optimizers: adam.')
+
+
+def create_model(config: ml_collections.ConfigDict):
+  return models.create_model(config.model_name, **config.model.to_dict())
+
+
+def create_train_state(rng: jax.Array, config: ml_collections.ConfigDict, model,
+                       image_size: int) -> TrainState:
+  variables = model.init(rng, jnp.zeros((1, image_size, image_size, 3)), train=False)
+  return TrainState.create(apply_fn=model.apply, params=variables['params'],
+                           batch_stats=variables.get('batch_stats', {}),
+                           tx=create_optimizer(config))
+
+
+def train_step(state: TrainState, batch: dict[str, jax.Array], *, loss_fn,
+               loss_kwargs: dict[str, Any]) -> tuple[TrainState, dict[str, jax.Array]]:
+  """One optimisation step on a global batch {'image', 'label'}; returns metrics."""
+
+  def compute_loss(params):
+    outputs, updates = state.apply_fn(
+        {'params': params, 'batch_stats': state.batch_stats}, batch['image'],
+        train=True, mutable=['batch_stats'])
+    loss, aux = loss_fn(outputs=outputs, labels=batch['label'], **loss_kwargs)
+    return loss, (aux, updates['batch_stats'])
+
+  (loss, (aux, batch_stats)), grads = jax.value_and_grad(
+      compute_loss, has_aux=True)(state.params)
+  state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+  return state, {'loss': loss, **aux}
+
+
+def make_train_step(config: ml_collections.ConfigDict, mesh, state_sharding):
+  loss_fn = losses.get_loss(config.loss_name)
+  step = functools.partial(train_step, loss_fn=loss_fn,
+                           loss_kwargs=config.loss.to_dict())
+  return jax.jit(step, in_shardings=(state_sharding, parallel.data_sharding(mesh)),
+                 out_shardings=(state_sharding, parallel.replicated(mesh)),
+                 donate_argnums=0)
+
+
+def num_train_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -> int:
+  if config.num_train_steps > 0:
+    return config.num_train_steps
+  return config.num_epochs * steps_per_epoch
+
+
+class ProgressLog:
+  """Prints progress lines and appends metrics to `workdir/metrics.jsonl`."""
+
+  def __init__(self, workdir: str, total_steps: int, batch_size: int, start_step: int):
+    self._path = os.path.join(workdir, 'metrics.jsonl')
+    self._total, self._batch = total_steps, batch_size
+    self._last_step, self._last_time = start_step, time.time()
+
+  def write(self, step: int, metrics: dict[str, float], prefix: str = 'train_') -> None:
+    record = {'step': step, **{prefix + k: v for k, v in metrics.items()}}
+    if jax.process_index() == 0:
+      with open(self._path, 'a') as f:
+        f.write(json.dumps(record) + '\n')
+
+  def report(self, step: int, metrics: dict[str, float]) -> None:
+    now = time.time()
+    rate = (step - self._last_step) / max(now - self._last_time, 1e-9)
+    self._last_step, self._last_time = step, now
+    eta = (self._total - step) / max(rate, 1e-9)
+    terms = ' '.join(f'{k} {v:.4f}' for k, v in metrics.items())
+    logging.info('step %d/%d  %s  %.2f steps/s  %.1f images/s  ETA %s', step,
+                 self._total, terms, rate, rate * self._batch,
+                 time.strftime('%H:%M:%S', time.gmtime(eta)))
+    self.write(step, {**metrics, 'steps_per_sec': rate, 'images_per_sec':
+                      rate * self._batch})
+
+
+def check_finite(step: int, metrics: dict[str, float]) -> None:
+  if not all(np.isfinite(v) for v in metrics.values()):
+    raise FloatingPointError(
+        f'Non-finite loss at step {step}: {metrics}. The last checkpoint is kept; '
+        'lower the learning rate or check the input data.')
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Trains `config` in `workdir` (resuming when a checkpoint exists), then evaluates."""
+  from dahjax import evaluate  # pylint: disable=g-import-not-at-top
+  data = input_data.prepare(config, workdir)
+  parallel.check_batch_size(config.batch_size)
+  sampler = pipeline.make_sampler(
+      config.data.sampler, labels=data.pool.labels, indices=data.splits['train'],
+      batch_size=config.batch_size, seed=config.seed)
+  total_steps = num_train_steps(config, sampler.steps_per_epoch)
+  model = create_model(config)
+  mesh = parallel.create_mesh()
+
+  rng = jax.random.key(config.seed)
+  state = create_train_state(rng, config, model, config.data.image_size)
+  manager = checkpoints.create_manager(workdir, config)
+  state = checkpoints.restore_latest(manager, state, workdir)
+  state = jax.device_put(state, parallel.replicated(mesh))
+  start_step = int(state.step)
+  step_fn = make_train_step(config, mesh, parallel.replicated(mesh))
+  logging.info('Training %s for %d steps (%d per epoch, batch %d) from step %d on %d '
+               'devices.', config.model_name, total_steps, sampler.steps_per_epoch,
+               config.batch_size, start_step, jax.device_count())
+
+  batches = pipeline.train_dataset(
+      data.pool, sampler, image_size=config.data.image_size,
+      random_flip=config.data.random_flip, seed=config.seed, start_step=start_step,
+      num_steps=total_steps, process_index=jax.process_index(),
+      process_count=jax.process_count(), num_threads=config.data.num_threads)
+  log = ProgressLog(workdir, total_steps, config.batch_size, start_step)
+  pending = []
+  for step in range(start_step + 1, total_steps + 1):
+    state, metrics = step_fn(state, parallel.global_batch(next(batches), mesh))
+    pending.append(metrics)
+    if step % config.log_every_steps == 0 or step == total_steps:
+      summary = {k: float(np.mean([m[k] for m in pending])) for k in pending[0]}
+      pending = []
+      check_finite(step, summary)
+      log.report(step, summary)
+    if step % config.checkpoint_every_steps == 0 or step == total_steps:
+      checkpoints.save(manager, step, state)
+  manager.wait_until_finished()
+  return evaluate.evaluate(config, workdir, state=state, model=model, data=data,
+                           mesh=mesh)
