@@ -13,7 +13,10 @@ def get_config() -> ml_collections.ConfigDict:
 
   config.model_name = 'dah_resnet30'
   config.model = ml_collections.ConfigDict(dict(
-      bits=48, num_classes=10, attention='cbam'))  # attention='none': NoneA-DAH.
+      bits=48, num_classes=10,
+      attention='cbam',   # 'none': NoneA-DAH.
+      conv_impl='auto',   # 'auto': shifted slices on the CPU, XLA's conv elsewhere.
+  ))
 
   config.loss_name = 'dah'
   # threshold=None is the paper's t = bits / 4.8.

@@ -66,8 +66,11 @@ def restore_for_eval(config, workdir: str, model, checkpoint_step: int | None = 
 
 def evaluate(config: ml_collections.ConfigDict, workdir: str, *, state=None, model=None,
              data: input_data.Data | None = None, mesh=None,
-             checkpoint_step: int | None = None) -> dict[str, Any]:
-  """Encodes queries and database with `state` (default: the workdir's checkpoint)."""
+             checkpoint_step: int | None = None, writer=None) -> dict[str, Any]:
+  """Encodes queries and database with `state` (default: the workdir's checkpoint).
+
+  `writer` is the run's `train.MetricWriter`; one is opened when not given.
+  """
   from dahjax import train  # pylint: disable=g-import-not-at-top
   data = data or input_data.prepare(config, workdir)
   model = model or train.create_model(config)
@@ -103,6 +106,12 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *, state=None, mod
   })
   if jax.process_index() == 0:
     write_outputs(workdir, metrics, q_codes, db_codes, q_labels, db_labels)
+  own_writer = writer is None
+  writer = writer or train.MetricWriter(workdir)
+  writer.write(metrics['step'], {f'eval_{k}': v for k, v in metrics.items()
+                                 if isinstance(v, (int, float)) and k != 'step'})
+  if own_writer:
+    writer.close()
   logging.info('Evaluation: %s', json.dumps(metrics))
   return metrics
 
@@ -110,13 +119,14 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *, state=None, mod
 def write_outputs(workdir, metrics, q_codes, db_codes, q_labels, db_labels) -> None:
   eval_dir = os.path.join(workdir, 'eval')
   os.makedirs(eval_dir, exist_ok=True)
-  with open(os.path.join(eval_dir, 'metrics.json'), 'w') as f:
-    json.dump(metrics, f, indent=2)
-  np.savez_compressed(os.path.join(eval_dir, 'codes.npz'),
-                      query_codes=q_codes.astype(np.uint8),
+  # Write then rename, so a reader never sees a half-written file.
+  tmp = os.path.join(eval_dir, 'codes.tmp.npz')
+  np.savez_compressed(tmp, query_codes=q_codes.astype(np.uint8),
                       database_codes=db_codes.astype(np.uint8),
                       query_labels=q_labels.astype(np.uint8),
                       database_labels=db_labels.astype(np.uint8))
-  numeric = {f'eval_{k}': v for k, v in metrics.items() if isinstance(v, (int, float))}
-  with open(os.path.join(workdir, 'metrics.jsonl'), 'a') as f:
-    f.write(json.dumps({'step': metrics['step'], **numeric}) + '\n')
+  os.replace(tmp, os.path.join(eval_dir, 'codes.npz'))
+  tmp = os.path.join(eval_dir, 'metrics.json.tmp')
+  with open(tmp, 'w') as f:
+    json.dump(metrics, f, indent=2)
+  os.replace(tmp, os.path.join(eval_dir, 'metrics.json'))

@@ -5,6 +5,8 @@ checkpoint of the workdir (`--mode=eval`). Config fields are overridden on the c
 line: `--config.model.bits=24`.
 """
 
+import logging as std_logging
+
 from absl import app
 from absl import flags
 from absl import logging
@@ -25,13 +27,13 @@ config_flags.DEFINE_config_file('config', None, 'Config file.', lock_config=True
 
 def _quiet_libraries(record) -> bool:
   """Drops INFO lines of Orbax, which logs every checkpoint step in detail."""
-  return record.levelno >= logging.WARNING or 'orbax' not in record.pathname
+  return record.levelno >= std_logging.WARNING or 'orbax' not in record.pathname
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  logging.get_absl_handler().addFilter(_quiet_libraries)
+  logging.get_absl_handler().python_handler.addFilter(_quiet_libraries)
   config = flags.FLAGS.config
   validation.validate(config, _WORKDIR.value)
   logging.info('Config:\n%s', config)

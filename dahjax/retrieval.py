@@ -14,8 +14,6 @@ are jitted kernels compiled once per chunk shape; ranking uses NumPy's stable so
 which is a radix sort on the uint8 distances.
 """
 
-import functools
-import math
 from typing import Iterator
 
 import jax
@@ -81,8 +79,8 @@ def _check_inputs(query_codes, database_codes, query_labels, database_labels):
 
 
 def _ranked_chunks(query_codes, database_codes, query_labels, database_labels,
-                   ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-  """Yields (sorted distances, sorted relevance, relevance) for chunks of queries."""
+                   ) -> Iterator[tuple[np.ndarray, ...]]:
+  """Yields (sorted distances, sorted relevance, distances, relevance) per query chunk."""
   n_db = len(database_codes)
   chunk = max(1, min(len(query_codes), _CHUNK_CELLS // n_db))
   db_words = pack_codes(jnp.asarray(database_codes))

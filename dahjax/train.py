@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+import tensorboardX
 
 from dahjax import checkpoints
 from dahjax import losses
@@ -48,7 +49,9 @@ def create_model(config: ml_collections.ConfigDict):
 
 def create_train_state(rng: jax.Array, config: ml_collections.ConfigDict, model,
                        image_size: int) -> TrainState:
-  variables = model.init(rng, jnp.zeros((1, image_size, image_size, 3)), train=False)
+  # Jitted: initialising a deep model op by op is slow on the CPU.
+  init = jax.jit(functools.partial(model.init, train=False))
+  variables = init(rng, jnp.zeros((1, image_size, image_size, 3)))
   return TrainState.create(apply_fn=model.apply, params=variables['params'],
                            batch_stats=variables.get('batch_stats', {}),
                            tx=create_optimizer(config))
@@ -86,19 +89,39 @@ def num_train_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -> 
   return config.num_epochs * steps_per_epoch
 
 
-class ProgressLog:
-  """Prints progress lines and appends metrics to `workdir/metrics.jsonl`."""
+class MetricWriter:
+  """Appends metrics to `workdir/metrics.jsonl` and TensorBoard event files in
+  `workdir/tensorboard` (tensorboardX: no TensorFlow needed). Process 0 writes."""
 
-  def __init__(self, workdir: str, total_steps: int, batch_size: int, start_step: int):
+  def __init__(self, workdir: str):
+    self._active = jax.process_index() == 0
     self._path = os.path.join(workdir, 'metrics.jsonl')
+    self._tb = (tensorboardX.SummaryWriter(os.path.join(workdir, 'tensorboard'))
+                if self._active else None)
+
+  def write(self, step: int, metrics: dict[str, Any]) -> None:
+    if not self._active:
+      return
+    with open(self._path, 'a') as f:
+      f.write(json.dumps({'step': step, **metrics}) + '\n')
+    for name, value in metrics.items():
+      if isinstance(value, (int, float)):
+        self._tb.add_scalar(name, value, step)
+    self._tb.flush()
+
+  def close(self) -> None:
+    if self._tb is not None:
+      self._tb.close()
+
+
+class ProgressLog:
+  """Prints progress lines (step, loss terms, steps/s, images/s, ETA) and records them."""
+
+  def __init__(self, writer: MetricWriter, total_steps: int, batch_size: int,
+               start_step: int):
+    self._writer = writer
     self._total, self._batch = total_steps, batch_size
     self._last_step, self._last_time = start_step, time.time()
-
-  def write(self, step: int, metrics: dict[str, float], prefix: str = 'train_') -> None:
-    record = {'step': step, **{prefix + k: v for k, v in metrics.items()}}
-    if jax.process_index() == 0:
-      with open(self._path, 'a') as f:
-        f.write(json.dumps(record) + '\n')
 
   def report(self, step: int, metrics: dict[str, float]) -> None:
     now = time.time()
@@ -109,8 +132,8 @@ class ProgressLog:
     logging.info('step %d/%d  %s  %.2f steps/s  %.1f images/s  ETA %s', step,
                  self._total, terms, rate, rate * self._batch,
                  time.strftime('%H:%M:%S', time.gmtime(eta)))
-    self.write(step, {**metrics, 'steps_per_sec': rate, 'images_per_sec':
-                      rate * self._batch})
+    speed = {'steps_per_sec': rate, 'images_per_sec': rate * self._batch}
+    self._writer.write(step, {f'train_{k}': v for k, v in {**metrics, **speed}.items()})
 
 
 def check_finite(step: int, metrics: dict[str, float]) -> None:
@@ -148,7 +171,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       random_flip=config.data.random_flip, seed=config.seed, start_step=start_step,
       num_steps=total_steps, process_index=jax.process_index(),
       process_count=jax.process_count(), num_threads=config.data.num_threads)
-  log = ProgressLog(workdir, total_steps, config.batch_size, start_step)
+  writer = MetricWriter(workdir)
+  log = ProgressLog(writer, total_steps, config.batch_size, start_step)
   pending = []
   for step in range(start_step + 1, total_steps + 1):
     state, metrics = step_fn(state, parallel.global_batch(next(batches), mesh))
@@ -161,5 +185,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     if step % config.checkpoint_every_steps == 0 or step == total_steps:
       checkpoints.save(manager, step, state)
   manager.wait_until_finished()
-  return evaluate.evaluate(config, workdir, state=state, model=model, data=data,
-                           mesh=mesh)
+  metrics = evaluate.evaluate(config, workdir, state=state, model=model, data=data,
+                              mesh=mesh, writer=writer)
+  writer.close()
+  return metrics

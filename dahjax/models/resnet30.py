@@ -14,30 +14,27 @@ import jax
 import jax.numpy as jnp
 
 from dahjax.models import attention as attention_lib
+from dahjax.models import conv
 from dahjax.models import heads
 
 _STAGES = ((64, 64, 256), (128, 128, 512), (256, 256, 1024))
 _ATTENTIONS = ('cbam', 'none')
-
-conv_init = nn.initializers.variance_scaling(2.0, 'fan_in', 'normal')
-
 
 class SeparableConv(nn.Module):
   """Depthwise k x k convolution followed by a pointwise 1x1 convolution."""
   features: int
   kernel_size: int
   strides: int = 1
+  conv_impl: str = 'auto'
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    k, s = self.kernel_size, self.strides
-    x = nn.Conv(x.shape[-1], (k, k), (s, s), padding='SAME', use_bias=False,
-                feature_group_count=x.shape[-1], kernel_init=conv_init,
-                dtype=self.dtype, name='depthwise')(x)
+    x = conv.DepthwiseConv(self.kernel_size, self.strides, self.conv_impl, self.dtype,
+                           name='depthwise')(x)
     # No bias: every separable convolution here is followed by BatchNorm.
-    return nn.Conv(self.features, (1, 1), use_bias=False, kernel_init=conv_init,
-                   dtype=self.dtype, name='pointwise')(x)
+    return conv.PointwiseConv(self.features, self.conv_impl, self.dtype,
+                              name='pointwise')(x)
 
 
 class BottleneckBlock(nn.Module):
@@ -48,6 +45,7 @@ class BottleneckBlock(nn.Module):
   """
   filters: tuple[int, int, int]
   strides: int = 1
+  conv_impl: str = 'auto'
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -55,7 +53,7 @@ class BottleneckBlock(nn.Module):
     f1, f2, f3 = self.filters
     norm = functools.partial(nn.BatchNorm, use_running_average=not train,
                              momentum=0.9, epsilon=1e-5, dtype=self.dtype)
-    sep = functools.partial(SeparableConv, dtype=self.dtype)
+    sep = functools.partial(SeparableConv, conv_impl=self.conv_impl, dtype=self.dtype)
     y = nn.relu(norm(name='bn1')(sep(f1, 1, self.strides, name='conv1')(x)))
     y = nn.relu(norm(name='bn2')(sep(f2, 3, name='conv2')(y)))
     y = norm(name='bn3')(sep(f3, 1, name='conv3')(y))
@@ -71,6 +69,7 @@ class ResNet30(nn.Module):
     bits: code length k.
     num_classes: number of classes C of the classifier on the hash layer.
     attention: 'cbam' (DAH) or 'none' (NoneA-DAH).
+    conv_impl: separable convolutions as 'auto', 'xla' or 'slices' (see `conv`).
     dtype: computation dtype (parameters stay float32).
 
   Returns from `__call__` a dict: `hash` [B, bits] in (1/4, 3/4), `logits` [B, C].
@@ -78,6 +77,7 @@ class ResNet30(nn.Module):
   bits: int = 48
   num_classes: int = 10
   attention: str = 'cbam'
+  conv_impl: str = 'auto'
   dtype: Any = jnp.float32
 
   binary_codes = staticmethod(heads.shrink_sigmoid_codes)
@@ -86,6 +86,7 @@ class ResNet30(nn.Module):
     if self.attention not in _ATTENTIONS:
       raise ValueError(f'Unknown attention {self.attention!r} for ResNet30; '
                        f'valid: {", ".join(_ATTENTIONS)}.')
+    conv.resolve_impl(self.conv_impl)
 
   @nn.compact
   def __call__(self, images: jax.Array, train: bool = False) -> dict[str, jax.Array]:
@@ -95,17 +96,15 @@ class ResNet30(nn.Module):
     # The network normalises its raw input itself (Table 1: BN on the image).
     x = norm(name='input_bn')(x)
     x = nn.Conv(64, (3, 3), padding=((1, 1), (1, 1)), use_bias=False,
-                kernel_init=conv_init, dtype=self.dtype, name='stem_conv')(x)
+                kernel_init=conv.conv_init, dtype=self.dtype, name='stem_conv')(x)
     x = nn.relu(norm(name='stem_bn')(x))
     x = nn.max_pool(x, (3, 3), strides=(1, 1), padding=((1, 1), (1, 1)))
     for i, filters in enumerate(_STAGES):
       if self.attention == 'cbam':
         x = attention_lib.CBAM(dtype=self.dtype, name=f'cbam{i + 1}')(x)
-      x = BottleneckBlock(filters, strides=2, dtype=self.dtype,
-                          name=f'stage{i + 1}_block1')(x, train)
-      for j in (2, 3):
-        x = BottleneckBlock(filters, dtype=self.dtype,
-                            name=f'stage{i + 1}_block{j}')(x, train)
+      for j, strides in enumerate((2, 1, 1)):
+        x = BottleneckBlock(filters, strides, self.conv_impl, self.dtype,
+                            name=f'stage{i + 1}_block{j + 1}')(x, train)
     features = jnp.mean(x, axis=(1, 2))
     out = heads.ShrinkSigmoidHashHead(self.bits, self.num_classes, dtype=self.dtype,
                                       name='head')(features)

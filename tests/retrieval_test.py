@@ -1,0 +1,138 @@
+"""Tests of dahjax.retrieval against a plain NumPy reference on codes with many ties."""
+
+import numpy as np
+import pytest
+
+from dahjax import retrieval
+
+
+def reference_rankings(q, d, ql, dl):
+  """Per query: Hamming distances, stable order by distance, relevance in that order."""
+  for i in range(len(q)):
+    dist = np.array([np.sum(q[i] != d[j]) for j in range(len(d))])
+    order = sorted(range(len(d)), key=lambda j: (dist[j], j))
+    rel = np.array([np.dot(ql[i], dl[j]) > 0 for j in order])
+    yield dist, rel
+
+
+def reference_map(q, d, ql, dl, topk=None):
+  aps = []
+  for _, rel in reference_rankings(q, d, ql, dl):
+    rel = rel[:topk or len(d)]
+    hits, precisions = 0, []
+    for rank, r in enumerate(rel, start=1):
+      if r:
+        hits += 1
+        precisions.append(hits / rank)
+    aps.append(np.mean(precisions) if precisions else 0.0)
+  return float(np.mean(aps))
+
+
+def reference_precision_at(q, d, ql, dl, n):
+  return float(np.mean([np.mean(rel[:n]) for _, rel in reference_rankings(q, d, ql, dl)]))
+
+
+def reference_radius_precision(q, d, ql, dl, r):
+  out = []
+  for i in range(len(q)):
+    hits = [np.dot(ql[i], dl[j]) > 0 for j in range(len(d)) if np.sum(q[i] != d[j]) <= r]
+    out.append(np.mean(hits) if hits else 0.0)
+  return float(np.mean(out))
+
+
+def random_case(seed, nq=13, nd=57, bits=4, classes=3, multi_label=False):
+  rng = np.random.default_rng(seed)
+  q = rng.integers(0, 2, size=(nq, bits), dtype=np.uint8)
+  d = rng.integers(0, 2, size=(nd, bits), dtype=np.uint8)
+  if multi_label:
+    ql = (rng.random((nq, classes)) < 0.3).astype(np.uint8)
+    dl = (rng.random((nd, classes)) < 0.3).astype(np.uint8)
+  else:
+    ql = np.eye(classes, dtype=np.uint8)[rng.integers(0, classes, nq)]
+    dl = np.eye(classes, dtype=np.uint8)[rng.integers(0, classes, nd)]
+  return q, d, ql, dl
+
+
+@pytest.mark.parametrize('bits', [4, 8, 33, 64])
+def test_pack_and_hamming_match_numpy(bits):
+  q, d, _, _ = random_case(bits, bits=bits)
+  got = np.asarray(retrieval.hamming_distance(retrieval.pack_codes(q),
+                                              retrieval.pack_codes(d)))
+  want = (q[:, None, :] != d[None, :, :]).sum(-1)
+  np.testing.assert_array_equal(got, want)
+  assert retrieval.pack_codes(q).shape == (len(q), -(-bits // 32))
+
+
+@pytest.mark.parametrize('bits', [4, 8, 16])
+@pytest.mark.parametrize('multi_label', [False, True])
+@pytest.mark.parametrize('topk', [None, 1, 10, 57])
+def test_map_matches_reference(bits, multi_label, topk):
+  q, d, ql, dl = random_case(bits * 7 + (topk or 0), bits=bits, multi_label=multi_label)
+  got = retrieval.mean_average_precision(q, d, ql, dl, topk=topk)
+  np.testing.assert_allclose(got, reference_map(q, d, ql, dl, topk), rtol=1e-12)
+
+
+@pytest.mark.parametrize('multi_label', [False, True])
+def test_all_metrics_match_reference_across_chunks(monkeypatch, multi_label):
+  # Small chunks exercise the chunking and the padding of the last chunk.
+  monkeypatch.setattr(retrieval, '_CHUNK_CELLS', 57 * 4)
+  q, d, ql, dl = random_case(5, bits=6, multi_label=multi_label)
+  got = retrieval.retrieval_metrics(q, d, ql, dl, topk=20, precision_at=15, radius=2)
+  np.testing.assert_allclose(got['map'], reference_map(q, d, ql, dl, 20), rtol=1e-12)
+  np.testing.assert_allclose(got['precision_at_15'],
+                             reference_precision_at(q, d, ql, dl, 15), rtol=1e-12)
+  np.testing.assert_allclose(got['precision_radius_2'],
+                             reference_radius_precision(q, d, ql, dl, 2), rtol=1e-12)
+
+
+def test_known_map_with_ties_broken_by_index():
+  # Query 0; database distances 0, 1, 0, 1 -> stable order 0, 2, 1, 3.
+  q = np.array([[0, 0]])
+  d = np.array([[0, 0], [1, 0], [0, 0], [0, 1]])
+  ql = np.array([[1, 0]])
+  dl = np.array([[0, 1], [1, 0], [1, 0], [0, 1]])
+  # Relevance in rank order: 0, 1, 1, 0 -> AP = (1/2 + 2/3) / 2.
+  assert retrieval.mean_average_precision(q, d, ql, dl) == pytest.approx(7 / 12)
+  assert retrieval.mean_average_precision(q, d, ql, dl, topk=2) == pytest.approx(1 / 2)
+  # Top 1 holds no relevant item: AP 0.
+  assert retrieval.mean_average_precision(q, d, ql, dl, topk=1) == 0.0
+  m = retrieval.retrieval_metrics(q, d, ql, dl, precision_at=2, radius=0)
+  assert m['precision_at_2'] == pytest.approx(0.5)
+  assert m['precision_radius_0'] == pytest.approx(0.5)
+
+
+def test_perfect_codes_score_one():
+  d = np.repeat(np.eye(4, dtype=np.uint8), 5, axis=0)
+  labels = d.copy()
+  m = retrieval.retrieval_metrics(d, d, labels, labels, precision_at=5, radius=0)
+  assert m == {'map': 1.0, 'precision_at_5': 1.0, 'precision_radius_0': 1.0}
+
+
+def test_radius_with_no_results_scores_zero():
+  q, d = np.array([[1, 1, 1, 1]]), np.array([[0, 0, 0, 0]])
+  labels = np.array([[1]])
+  assert retrieval.retrieval_metrics(q, d, labels, labels,
+                                     precision_at=None)['precision_radius_2'] == 0.0
+
+
+def test_bit_balance():
+  codes = np.array([[1, 1, 0], [0, 1, 0], [0, 1, 1], [1, 0, 1]])
+  # Bit 0: 2/2 -> 1; bit 1: 3 ones 1 zero -> 3; bit 2: 2/2 -> 1.
+  assert retrieval.bit_balance(codes) == pytest.approx(5 / 3)
+  assert retrieval.bit_balance(np.ones((3, 2))) == float('inf')
+
+
+@pytest.mark.parametrize('change,match', [
+    (lambda a: (a[0][:, :3], *a[1:]), 'bits'),
+    (lambda a: (a[0], a[1], a[2][:-1], a[3]), 'rows'),
+    (lambda a: (a[0], a[1][:0], a[2], a[3][:0]), 'empty'),
+])
+def test_bad_inputs(change, match):
+  args = change(random_case(0))
+  with pytest.raises(ValueError, match=match):
+    retrieval.mean_average_precision(*args)
+
+
+def test_topk_larger_than_database():
+  with pytest.raises(ValueError, match='database size'):
+    retrieval.mean_average_precision(*random_case(0), topk=58)

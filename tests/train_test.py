@@ -1,0 +1,114 @@
+"""End-to-end tests: train, checkpoint, resume, evaluate; bad configs fail early."""
+
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from dahjax import evaluate
+from dahjax import train
+from dahjax import validation
+
+METRIC_KEYS = {'map', 'precision_at_5', 'precision_radius_2', 'bit_balance',
+               'encode_us_per_image', 'bits', 'protocol', 'num_queries', 'num_database'}
+
+
+def read_jsonl(path):
+  with open(path) as f:
+    return [json.loads(line) for line in f]
+
+
+def test_train_resume_and_evaluate(tiny_config, tmp_path):
+  workdir = str(tmp_path / 'run')
+  validation.validate(tiny_config, workdir)
+  metrics = train.train_and_evaluate(tiny_config, workdir)
+  assert METRIC_KEYS <= set(metrics)
+  assert metrics['bits'] == 8 and metrics['num_queries'] == 12
+  assert metrics['num_database'] == 24 and 0.0 <= metrics['map'] <= 1.0
+  assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['2', '3']
+  saved = json.load(open(os.path.join(workdir, 'eval', 'metrics.json')))
+  assert saved['map'] == metrics['map']
+  codes = np.load(os.path.join(workdir, 'eval', 'codes.npz'))
+  assert codes['query_codes'].shape == (12, 8) and codes['query_codes'].dtype == np.uint8
+  assert codes['database_labels'].shape == (24, 3)
+  assert set(np.unique(codes['database_codes'])) <= {0, 1}
+  train_lines = [r for r in read_jsonl(os.path.join(workdir, 'metrics.jsonl'))
+                 if 'train_loss' in r]
+  assert [r['step'] for r in train_lines] == [1, 2, 3]
+  assert os.listdir(os.path.join(workdir, 'tensorboard'))[0].startswith('events.out')
+  assert all(np.isfinite(r['train_loss']) for r in train_lines)
+
+  # A restart with a longer schedule resumes at step 3 instead of starting over.
+  tiny_config.num_train_steps = 5
+  train.train_and_evaluate(tiny_config, workdir)
+  steps = [r['step'] for r in read_jsonl(os.path.join(workdir, 'metrics.jsonl'))
+           if 'train_loss' in r]
+  assert steps == [1, 2, 3, 4, 5]
+
+  # Evaluating the checkpoint alone reproduces the metrics of the end of training.
+  again = evaluate.evaluate(tiny_config, workdir)
+  final = json.load(open(os.path.join(workdir, 'eval', 'metrics.json')))
+  assert again['map'] == final['map'] and again['step'] == 5
+  older = evaluate.evaluate(tiny_config, workdir, checkpoint_step=4)
+  assert older['step'] == 4
+
+
+def test_eval_without_checkpoint_says_how_to_train(tiny_config, tmp_path):
+  with pytest.raises(FileNotFoundError, match='No checkpoint.*dahjax.main'):
+    evaluate.evaluate(tiny_config, str(tmp_path))
+
+
+def test_train_step_reduces_loss_on_a_fixed_batch(tiny_config):
+  model = train.create_model(tiny_config)
+  state = train.create_train_state(jax.random.key(0), tiny_config, model, 32)
+  rng = np.random.default_rng(0)
+  batch = {'image': rng.random((6, 32, 32, 3), dtype=np.float32),
+           'label': np.eye(3, dtype=np.float32)[[0, 1, 2, 0, 1, 2]]}
+  from dahjax import parallel
+  mesh = parallel.create_mesh()
+  step = train.make_train_step(tiny_config, mesh, parallel.replicated(mesh))
+  losses = []
+  for _ in range(8):
+    state, m = step(state, parallel.global_batch(batch, mesh))
+    losses.append(float(m['loss']))
+  assert losses[-1] < losses[0]
+  assert int(state.step) == 8
+
+
+@pytest.mark.parametrize('field,value,error,match', [
+    ('model_name', 'resnet99', ValueError, 'valid models: dah_resnet30'),
+    ('loss_name', 'triplet', ValueError, 'valid losses: dah'),
+    ('data.protocol', 'nus', ValueError, 'valid protocols: dah_cifar10'),
+    ('data.source', 'hub', ValueError, 'valid sources: image_folder, tfds'),
+    ('data.sampler', 'hard', ValueError, 'class_balanced, random'),
+    ('model.bits', 0, ValueError, 'positive integer'),
+    ('batch_size', 7, ValueError, 'divisible by the 3 classes'),
+    ('data.data_dir', '/no/such/dir', FileNotFoundError, '/no/such/dir.*<root>/<split>'),
+])
+def test_bad_config_fails_before_anything_is_written(tiny_config, tmp_path, field,
+                                                    value, error, match):
+  workdir = tmp_path / 'run'
+  os.makedirs(workdir)
+  (workdir / 'keep.txt').write_text('precious')
+  node, name = tiny_config, field
+  if '.' in field:
+    section, name = field.split('.')
+    node = tiny_config[section]
+  node[name] = value
+  with pytest.raises(error, match=match):
+    validation.validate(tiny_config, str(workdir))
+  assert os.listdir(workdir) == ['keep.txt']
+
+
+def test_missing_workdir_parent(tiny_config, tmp_path):
+  with pytest.raises(FileNotFoundError, match='parent of the workdir'):
+    validation.validate(tiny_config, str(tmp_path / 'missing' / 'run'))
+
+
+def test_num_classes_mismatch_is_explained(tiny_config, tmp_path):
+  tiny_config.model.num_classes = 10
+  tiny_config.batch_size = 20
+  with pytest.raises(ValueError, match='num_classes=3'):
+    train.train_and_evaluate(tiny_config, str(tmp_path))
