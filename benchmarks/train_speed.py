@@ -77,7 +77,8 @@ def measure(config, impl):
   rows = []
   for b in map(int, _BATCH_SIZES.value):
     state = train.create_train_state(jax.random.key(0), config, model, size)
-    step = train.make_train_step(config, mesh, parallel.replicated(mesh))
+    state = jax.device_put(state, parallel.replicated(mesh))
+    step = train.make_train_step(config)
     labels = np.eye(config.model.num_classes, dtype=np.float32)[
         np.arange(b) % config.model.num_classes]
     batch = parallel.global_batch(
@@ -92,7 +93,8 @@ def measure(config, impl):
     rows.append((f'train, batch {b}, conv {impl}', b / seconds, 1e3 * seconds))
   state = holder[0]
   encoder = evaluate.make_encoder(model, mesh)
-  variables = {'params': state.params, 'batch_stats': state.batch_stats}
+  variables = jax.device_put({'params': state.params, 'batch_stats': state.batch_stats},
+                             parallel.replicated(mesh))
   images = rng.random((_ENCODE_BATCH.value, size, size, 3), dtype=np.float32)
   seconds = time_calls(lambda: encoder(variables, images), max(2, _STEPS.value // 3))
   rows.append((f'encode, batch {_ENCODE_BATCH.value}, conv {impl}',

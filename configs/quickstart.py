@@ -23,7 +23,7 @@ def get_config():
   config.unlock()
   config.model.bits = 12
   config.data.data_dir = QUICKSTART_DATA
-  config.num_epochs = 4
+  config.num_epochs = 10
   config.log_every_steps = 20
   config.checkpoint_every_steps = 100
   config.eval.batch_size = 250

@@ -22,14 +22,15 @@ from dahjax.data import pipeline
 
 
 def make_encoder(model, mesh):
-  """A jitted function (variables, images) -> 0/1 uint8 codes, batch sharded on 'data'."""
+  """A jitted function (variables, images) -> 0/1 uint8 codes.
 
-  def encode(variables, images):
-    return model.binary_codes(model.apply(variables, images, train=False)['hash'])
-
-  return jax.jit(encode, in_shardings=(parallel.replicated(mesh),
-                                       parallel.data_sharding(mesh)),
-                 out_shardings=parallel.replicated(mesh))
+  Images are placed sharded on the mesh's 'data' axis; variables should be replicated
+  on the mesh (`jax.device_put(variables, parallel.replicated(mesh))`).
+  """
+  encode = jax.jit(lambda variables, images: model.binary_codes(
+      model.apply(variables, images, train=False)['hash']))
+  sharding = parallel.data_sharding(mesh)
+  return lambda variables, images: encode(variables, jax.device_put(images, sharding))
 
 
 def encode_split(encoder, variables, pool, indices: np.ndarray, *, batch_size: int,
@@ -77,7 +78,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *, state=None, mod
   mesh = mesh or parallel.create_mesh()
   if state is None:
     state = restore_for_eval(config, workdir, model, checkpoint_step)
-  variables = {'params': state.params, 'batch_stats': state.batch_stats}
+  variables = jax.device_put({'params': state.params, 'batch_stats': state.batch_stats},
+                             parallel.replicated(mesh))
   encoder = make_encoder(model, mesh)
   devices = jax.device_count()
   batch_size = -(-config.eval.batch_size // devices) * devices

@@ -74,13 +74,17 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, loss_fn,
   return state, {'loss': loss, **aux}
 
 
-def make_train_step(config: ml_collections.ConfigDict, mesh, state_sharding):
+def make_train_step(config: ml_collections.ConfigDict):
+  """The jitted train step. It takes a state replicated over the mesh and a batch
+  sharded on 'data' (`parallel.global_batch`); jit follows those input shardings.
+
+  Shardings are given by the inputs rather than by `in_shardings`/`out_shardings`:
+  on the CPU backend the latter compiled a step about 5x slower (jax 0.10.2).
+  """
   loss_fn = losses.get_loss(config.loss_name)
   step = functools.partial(train_step, loss_fn=loss_fn,
                            loss_kwargs=config.loss.to_dict())
-  return jax.jit(step, in_shardings=(state_sharding, parallel.data_sharding(mesh)),
-                 out_shardings=(state_sharding, parallel.replicated(mesh)),
-                 donate_argnums=0)
+  return jax.jit(step, donate_argnums=0)
 
 
 def num_train_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -> int:
@@ -161,7 +165,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   state = checkpoints.restore_latest(manager, state, workdir)
   state = jax.device_put(state, parallel.replicated(mesh))
   start_step = int(state.step)
-  step_fn = make_train_step(config, mesh, parallel.replicated(mesh))
+  step_fn = make_train_step(config)
   logging.info('Training %s for %d steps (%d per epoch, batch %d) from step %d on %d '
                'devices.', config.model_name, total_steps, sampler.steps_per_epoch,
                config.batch_size, start_step, jax.device_count())

@@ -68,7 +68,8 @@ def test_train_step_reduces_loss_on_a_fixed_batch(tiny_config):
            'label': np.eye(3, dtype=np.float32)[[0, 1, 2, 0, 1, 2]]}
   from dahjax import parallel
   mesh = parallel.create_mesh()
-  step = train.make_train_step(tiny_config, mesh, parallel.replicated(mesh))
+  state = jax.device_put(state, parallel.replicated(mesh))
+  step = train.make_train_step(tiny_config)
   losses = []
   for _ in range(8):
     state, m = step(state, parallel.global_batch(batch, mesh))
