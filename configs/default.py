@@ -31,6 +31,7 @@ def get_config() -> ml_collections.ConfigDict:
       source='image_folder',          # 'image_folder' or 'tfds'.
       data_dir='../shared/data/cifar10_jpeg',
       tfds_name='cifar10',
+      tfds_download=False,            # Let tfds download and prepare tfds_name.
       protocol='dah_cifar10',
       split_seed=0,                   # Seed of per-class split draws.
       sampler='class_balanced',       # 'class_balanced' or 'random'.

@@ -32,6 +32,9 @@ def validate(config: ml_collections.ConfigDict, workdir: str) -> None:
         f'batch_size={config.batch_size} is not divisible by the '
         f'{config.model.num_classes} classes, as the class-balanced sampler needs; use '
         f'a multiple of {config.model.num_classes} or --config.data.sampler=random.')
+  if config.model.bits > 255:
+    raise ValueError(f'model.bits={config.model.bits}: retrieval supports codes of at '
+                     'most 255 bits.')
   if config.batch_size < 2:
     raise ValueError(f'batch_size={config.batch_size}: pairwise losses need at least 2.')
   parallel.check_batch_size(config.batch_size)

@@ -85,6 +85,9 @@ def test_train_step_reduces_loss_on_a_fixed_batch(tiny_config):
     ('data.source', 'hub', ValueError, 'valid sources: image_folder, tfds'),
     ('data.sampler', 'hard', ValueError, 'class_balanced, random'),
     ('model.bits', 0, ValueError, 'positive integer'),
+    ('model.bits', 256, ValueError, 'at most 255 bits'),
+    ('model.conv_impl', 'fft', ValueError, 'auto, xla, slices'),
+    ('model.attention', 'se', ValueError, 'cbam, none'),
     ('batch_size', 7, ValueError, 'divisible by the 3 classes'),
     ('data.data_dir', '/no/such/dir', FileNotFoundError, '/no/such/dir.*<root>/<split>'),
 ])

@@ -29,7 +29,8 @@ def prepare(config: ml_collections.ConfigDict, workdir: str | None) -> Data:
   """Reads the source named by `config.data` and draws (or reloads) the protocol's splits."""
   cfg = config.data
   protocol = protocols.get_protocol(cfg.protocol)
-  kwargs = {'name': cfg.tfds_name} if cfg.source == 'tfds' else {}
+  kwargs = ({'name': cfg.tfds_name, 'download': cfg.tfds_download}
+            if cfg.source == 'tfds' else {})
   pool = protocols.build_pool(cfg.source, resolve_data_dir(cfg.data_dir),
                               protocol.source_splits, **kwargs)
   if config.model.num_classes != len(pool.class_names):

@@ -77,23 +77,26 @@ class ImageFolderSource:
 class TfdsSource:
   """A split of a prepared TFDS data set read through `tfds.data_source` (no TensorFlow).
 
-  The data set must already be prepared in array_record format under `data_dir`
-  (`tfds build <name> --file_format=array_record` on a machine with network access).
+  The data set must be prepared in array_record format under `data_dir` (`tfds build
+  <name> --file_format=array_record`), or `download=True` lets tfds download and
+  prepare it where the network allows.
   """
 
   def __init__(self, name: str, split: str, data_dir: str | None = None,
-               image_key: str = 'image', label_key: str = 'label'):
+               image_key: str = 'image', label_key: str = 'label',
+               download: bool = False):
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
     try:
       self._source = tfds.data_source(name, split=split, data_dir=data_dir,
-                                      download=False)
+                                      download=download)
       info = tfds.builder(name, data_dir=data_dir).info
     except Exception as e:  # tfds raises several types for a missing data set.
       raise FileNotFoundError(
           f'TFDS data set {name!r} (split {split!r}) is not prepared under data_dir='
           f'{data_dir!r}: {e}. Build it with `tfds build {name} '
-          '--file_format=array_record --data_dir=<dir>` where downloads are possible, '
-          'or use data.source="image_folder" with a folder of images.') from e
+          '--file_format=array_record --data_dir=<dir>` where downloads are possible '
+          '(or set data.tfds_download=True), or use data.source="image_folder" with a '
+          'folder of images.') from e
     self._image_key = image_key
     self.class_names = list(info.features[label_key].names)
     self.ids = [f'{name}/{split}/{i}' for i in range(len(self._source))]

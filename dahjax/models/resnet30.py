@@ -82,11 +82,13 @@ class ResNet30(nn.Module):
 
   binary_codes = staticmethod(heads.shrink_sigmoid_codes)
 
-  def setup(self):
+  def __post_init__(self):
+    # Checked at construction, so a bad config fails before anything compiles.
     if self.attention not in _ATTENTIONS:
       raise ValueError(f'Unknown attention {self.attention!r} for ResNet30; '
                        f'valid: {", ".join(_ATTENTIONS)}.')
     conv.resolve_impl(self.conv_impl)
+    super().__post_init__()
 
   @nn.compact
   def __call__(self, images: jax.Array, train: bool = False) -> dict[str, jax.Array]:
