@@ -57,7 +57,8 @@ def main(argv):
   for impl in _CONV_IMPLS.value:
     config.model.conv_impl = impl
     rows += measure(config, impl)
-  title = (f'{config.model_name} ({dict(config.model)}) at {config.data.image_size}'
+  model_cfg = {k: v for k, v in config.model.items() if k != 'conv_impl'}
+  title = (f'{config.model_name} ({model_cfg}) at {config.data.image_size}'
            f'x{config.data.image_size}')
   lines = [f'| {name} | {ips:.1f} | {ms:.0f} |' for name, ips, ms in rows]
   table = '\n'.join(['| measurement | images/s | ms per batch |', '|---|---|---|', *lines])
