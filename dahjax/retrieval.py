@@ -80,7 +80,7 @@ def _check_inputs(query_codes, database_codes, query_labels, database_labels):
 
 def _ranked_chunks(query_codes, database_codes, query_labels, database_labels,
                    ) -> Iterator[tuple[np.ndarray, ...]]:
-  """Yields (sorted distances, sorted relevance, distances, relevance) per query chunk."""
+  """Yields (relevance in ranked order, distances, relevance) per query chunk."""
   n_db = len(database_codes)
   chunk = max(1, min(len(query_codes), _CHUNK_CELLS // n_db))
   db_words = pack_codes(jnp.asarray(database_codes))
@@ -95,8 +95,7 @@ def _ranked_chunks(query_codes, database_codes, query_labels, database_labels,
     dist, rel = _distances_and_relevance(q_words[idx], db_words, q_labels[idx], db_labels)
     dist, rel = np.asarray(dist)[:stop - start], np.asarray(rel)[:stop - start]
     order = np.argsort(dist, axis=1, kind='stable')
-    yield (np.take_along_axis(dist, order, axis=1),
-           np.take_along_axis(rel, order, axis=1), dist, rel)
+    yield np.take_along_axis(rel, order, axis=1), dist, rel
 
 
 def _average_precision(sorted_rel: np.ndarray, topk: int) -> np.ndarray:
@@ -140,8 +139,7 @@ def retrieval_metrics(query_codes, database_codes, query_labels, database_labels
   topk = _check_topk(topk, len(d), 'topk')
   n_at = None if precision_at is None else min(precision_at, len(d))
   ap, p_at, p_radius = [], [], []
-  for sorted_dist, sorted_rel, dist, rel in _ranked_chunks(q, d, ql, dl):
-    del sorted_dist
+  for sorted_rel, dist, rel in _ranked_chunks(q, d, ql, dl):
     ap.append(_average_precision(sorted_rel, topk))
     if n_at is not None:
       p_at.append(np.mean(sorted_rel[:, :n_at], axis=1))

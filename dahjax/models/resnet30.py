@@ -20,6 +20,7 @@ from dahjax.models import heads
 _STAGES = ((64, 64, 256), (128, 128, 512), (256, 256, 1024))
 _ATTENTIONS = ('cbam', 'none')
 
+
 class SeparableConv(nn.Module):
   """Depthwise k x k convolution followed by a pointwise 1x1 convolution."""
   features: int
