@@ -42,12 +42,67 @@ def off_diagonal_mean(matrix: jax.Array) -> jax.Array:
   return jnp.sum(matrix * mask) / (n * (n - 1))
 
 
+# Pairwise [rows, B, k] blocks hold at most this many elements (64 MB in float32).
+_BLOCK_ELEMENTS = 1 << 24
+
+
+def _map_row_blocks(fn, rows: jax.Array, *args) -> jax.Array:
+  """fn(row_block, *args) over blocks of `rows`, concatenated: bounded memory at any B."""
+  n, k = rows.shape
+  block = max(1, min(n, _BLOCK_ELEMENTS // max(1, n * k)))
+  if block == n:
+    return fn(rows, *args)
+  blocks = -(-n // block)
+  padded = jnp.pad(rows, ((0, blocks * block - n), (0, 0)))
+  out = jax.lax.map(lambda r: fn(r, *args), padded.reshape(blocks, block, k))
+  return out.reshape(blocks * block, *out.shape[2:])[:n]
+
+
+@jax.custom_vjp
+def _pairwise_log_sum(codes: jax.Array) -> jax.Array:
+  """P[i, j] = sum_b log(1 - |x_ib - x_jb|), [B, B], for codes in (1/4, 3/4)."""
+  return _map_row_blocks(
+      lambda r, x: jnp.sum(jnp.log1p(-jnp.abs(r[:, None, :] - x[None])), axis=-1),
+      codes, codes)
+
+
+def _pairwise_log_sum_fwd(codes):
+  return _pairwise_log_sum(codes), codes
+
+
+def _pairwise_log_sum_bwd(codes, g):
+  # dP_ij/dx_ib = -sign(d_ijb) / (1 - |d_ijb|) and dP_ij/dx_jb is its negative, so
+  # dx_i = sum_j (g_ij + g_ji) * (-sign(d_ijb) / (1 - |d_ijb|)), computed per block of
+  # rows i; autodiff would hold several [B, B, k] arrays (38 GB at B = 8192, k = 48).
+  sym = g + g.T
+
+  def block(rows, x):
+    r, w = rows[:, :-x.shape[0]], rows[:, -x.shape[0]:]
+    diff = r[:, None, :] - x[None]
+    return jnp.sum(w[:, :, None] * (-jnp.sign(diff) / (1.0 - jnp.abs(diff))), axis=1)
+
+  # Each block needs its rows of codes and of `sym`: carry them as one array.
+  return (_map_row_blocks(block, jnp.concatenate([codes, sym], axis=1), codes),)
+
+
+_pairwise_log_sum.defvjp(_pairwise_log_sum_fwd, _pairwise_log_sum_bwd)
+
+
+def squared_distances(codes: jax.Array) -> jax.Array:
+  """||x_i - x_j||^2 for all pairs, [B, B], from inner products (no [B, B, k] array)."""
+  sq = jnp.sum(jnp.square(codes), axis=-1)
+  return jnp.maximum(sq[:, None] + sq[None, :] - 2.0 * (codes @ codes.T), 0.0)
+
+
 def dah_similarity_term(*, codes: jax.Array, similarity: jax.Array,
                         threshold: float | None = None) -> jax.Array:
   """DAH's W1 (eqs. 2-3) for all pairs, as a [B, B] matrix.
 
   W1 = ||x_i - x_j||^2 for similar pairs (S = 1) and
   W1 = |t + sum_b log(1 - |x_ib - x_jb|)| for dissimilar pairs (S = 0).
+
+  Memory is O(B^2) plus bounded blocks: the log term and its gradient are computed over
+  blocks of rows, never as a whole [B, B, k] array.
 
   Args:
     codes: shrink-sigmoid outputs in (1/4, 3/4), [B, k].
@@ -62,11 +117,9 @@ def dah_similarity_term(*, codes: jax.Array, similarity: jax.Array,
   """
   k = codes.shape[-1]
   t = k / 4.8 if threshold is None else threshold
-  diff = codes[:, None, :] - codes[None, :, :]
-  squared = jnp.sum(jnp.square(diff), axis=-1)
   # |d| < 1/2 since codes lie in (1/4, 3/4), so log(1 - |d|) stays finite.
-  log_term = jnp.abs(t + jnp.sum(jnp.log1p(-jnp.abs(diff)), axis=-1))
-  return jnp.where(similarity > 0, squared, log_term)
+  log_term = jnp.abs(t + _pairwise_log_sum(codes))
+  return jnp.where(similarity > 0, squared_distances(codes), log_term)
 
 
 def dah_balance_term(*, codes: jax.Array) -> jax.Array:
@@ -131,8 +184,72 @@ def dah_loss(*, outputs: dict[str, jax.Array], labels: jax.Array,
   return loss, {'ce': ce, 'w1': w1, 'w2': w2}
 
 
+def dpfah_likelihood_loss(*, codes: jax.Array, similarity: jax.Array,
+                          alpha: float = 0.5) -> jax.Array:
+  """DPFAH's L1 (eq. 12): pairwise negative log-likelihood over pairs i != j.
+
+  L1 = mean_{i != j} [log(1 + exp(theta_ij)) - s_ij theta_ij], theta = alpha <c_i, c_j>,
+  with log(1 + exp(.)) computed as a softplus, which neither overflows nor loses
+  precision for large |theta|.
+
+  Args:
+    codes: relaxed codes f(u) = clip(u, -1, 1), [B, l].
+    similarity: 0/1 pair similarity [B, B].
+    alpha: scale of the inner product (DPSH's 1/2).
+
+  Returns:
+    The scalar L1.
+
+  References:
+    DPFAH, Scientific Reports 2022, eq. 12; Li et al., "Feature Learning based Deep
+    Supervised Hashing with Pairwise Labels" (DPSH), IJCAI 2016.
+  """
+  theta = alpha * (codes @ codes.T)
+  return off_diagonal_mean(jax.nn.softplus(theta) - similarity * theta)
+
+
+def dpfah_quantization_loss(*, u: jax.Array, delta: float = 1.1) -> jax.Array:
+  """DPFAH's L2 (eq. 13): mean_i sum_bits [ReLU(-delta - u) + ReLU(u - delta)] on raw u.
+
+  Zero while every |u| <= delta; pushes the hash layer's outputs back inside the margin.
+  """
+  margin = jax.nn.relu(-delta - u) + jax.nn.relu(u - delta)
+  return jnp.mean(jnp.sum(margin, axis=-1))
+
+
+def sigmoid_cross_entropy(*, logits: jax.Array, labels: jax.Array) -> jax.Array:
+  """DPFAH's L3 (eq. 14): mean_i sum_c sigmoid cross-entropy (multi-label friendly)."""
+  return jnp.mean(jnp.sum(optax.sigmoid_binary_cross_entropy(
+      logits, jnp.asarray(labels, logits.dtype)), axis=-1))
+
+
+def dpfah_loss(*, outputs: dict[str, jax.Array], labels: jax.Array, alpha: float = 0.5,
+               delta: float = 1.1, eta: float = 10.0, zeta: float = 0.1
+               ) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """DPFAH's total loss L = L1 + eta L2 + zeta L3 (eq. 15, SPEC 3.3).
+
+  Args:
+    outputs: model outputs with `hash` (raw u) [B, l] and `logits` [B, C].
+    labels: 0/1 labels [B, C] (one-hot or multi-hot).
+    alpha: inner-product scale of L1.
+    delta: margin of L2.
+    eta: weight of L2.
+    zeta: weight of L3.
+
+  Returns:
+    `(loss, aux)` with `aux` = {'l1', 'l2', 'l3'}.
+  """
+  u = outputs['hash'].astype(jnp.float32)
+  l1 = dpfah_likelihood_loss(codes=jnp.clip(u, -1.0, 1.0),
+                             similarity=pairwise_similarity(labels), alpha=alpha)
+  l2 = dpfah_quantization_loss(u=u, delta=delta)
+  l3 = sigmoid_cross_entropy(logits=outputs['logits'].astype(jnp.float32), labels=labels)
+  return l1 + eta * l2 + zeta * l3, {'l1': l1, 'l2': l2, 'l3': l3}
+
+
 _LOSSES: dict[str, Callable[..., tuple[jax.Array, dict[str, jax.Array]]]] = {
     'dah': dah_loss,
+    'dpfah': dpfah_loss,
 }
 
 

@@ -104,3 +104,91 @@ def test_off_diagonal_mean_ignores_diagonal():
 def test_unknown_loss_lists_valid_names():
   with pytest.raises(ValueError, match="Unknown loss 'nope'.*dah"):
     losses.get_loss('nope')
+
+
+def test_dah_loss_in_row_blocks_equals_one_block(monkeypatch):
+  """Large batches are computed in blocks of rows; values and gradients do not change."""
+  codes, labels = random_batch(3, b=11, k=7, c=3)
+  fn = lambda c: losses.dah_hash_loss(codes=c, similarity=losses.pairwise_similarity(
+      labels))
+  whole = jax.value_and_grad(fn)(codes)
+  monkeypatch.setattr(losses, '_BLOCK_ELEMENTS', 3 * 11 * 7)  # 3 rows a block, 4 blocks.
+  blocked = jax.jit(jax.value_and_grad(fn))(codes)
+  np.testing.assert_allclose(blocked[0], whole[0], rtol=1e-6)
+  np.testing.assert_allclose(blocked[1], whole[1], rtol=1e-5, atol=1e-7)
+  np.testing.assert_allclose(blocked[0], loop_dah_hash_loss(codes, labels), rtol=1e-5)
+
+
+def loop_dpfah_loss(u, logits, labels, alpha=0.5, delta=1.1, eta=10.0, zeta=0.1):
+  """DPFAH eqs. 12-15 written pair by pair and item by item, in float64 NumPy."""
+  u, logits, labels = (np.asarray(a, np.float64) for a in (u, logits, labels))
+  b = len(u)
+  f = np.clip(u, -1, 1)
+  l1 = 0.0
+  for i, j in itertools.permutations(range(b), 2):
+    s = float(labels[i] @ labels[j] > 0)
+    theta = alpha * f[i] @ f[j]
+    l1 += np.logaddexp(0.0, theta) - s * theta
+  l1 /= b * (b - 1)
+  l2 = np.mean([np.sum(np.maximum(-delta - u[i], 0) + np.maximum(u[i] - delta, 0))
+                for i in range(b)])
+  p = 1 / (1 + np.exp(-logits))
+  l3 = np.mean(np.sum(-(labels * np.log(p) + (1 - labels) * np.log(1 - p)), axis=1))
+  return l1 + eta * l2 + zeta * l3, (l1, l2, l3)
+
+
+@pytest.mark.parametrize('multi_label', [False, True])
+@pytest.mark.parametrize('kwargs', [{}, dict(alpha=1.0, delta=0.9, eta=2.0, zeta=1.0)])
+def test_dpfah_loss_matches_loop(multi_label, kwargs):
+  rng = np.random.default_rng(4)
+  u = jnp.asarray(rng.normal(size=(7, 10)) * 1.2, jnp.float32)  # Some |u| > delta.
+  logits = jnp.asarray(rng.normal(size=(7, 4)), jnp.float32)
+  labels = (jnp.asarray(rng.random((7, 4)) < 0.4, jnp.float32) if multi_label
+            else jnp.eye(4)[rng.integers(0, 4, 7)])
+  fn = jax.jit(lambda u, o: losses.dpfah_loss(outputs={'hash': u, 'logits': o},
+                                              labels=labels, **kwargs))
+  loss, aux = fn(u, logits)
+  want, terms = loop_dpfah_loss(u, logits, labels, **kwargs)
+  np.testing.assert_allclose(loss, want, rtol=1e-5)
+  np.testing.assert_allclose([aux['l1'], aux['l2'], aux['l3']], terms, rtol=1e-5)
+  grads = jax.grad(lambda u, o: fn(u, o)[0], argnums=(0, 1))(u, logits)
+  ref = jax.grad(lambda u, o: loop_dpfah_loss_jax(u, o, labels, **kwargs),
+                 argnums=(0, 1))(u, logits)
+  for g, r in zip(grads, ref):
+    np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-6)
+
+
+def loop_dpfah_loss_jax(u, logits, labels, alpha=0.5, delta=1.1, eta=10.0, zeta=0.1):
+  """The same loop in jax.numpy, differentiable, for the gradient reference."""
+  b = u.shape[0]
+  f = jnp.clip(u, -1, 1)
+  l1 = 0.0
+  for i, j in itertools.permutations(range(b), 2):
+    s = (labels[i] @ labels[j] > 0).astype(jnp.float32)
+    theta = alpha * f[i] @ f[j]
+    l1 = l1 + jnp.logaddexp(0.0, theta) - s * theta
+  l1 = l1 / (b * (b - 1))
+  l2 = jnp.mean(jnp.sum(jax.nn.relu(-delta - u) + jax.nn.relu(u - delta), axis=1))
+  l3 = jnp.mean(jnp.sum(-(labels * jax.nn.log_sigmoid(logits)
+                          + (1 - labels) * jax.nn.log_sigmoid(-logits)), axis=1))
+  return l1 + eta * l2 + zeta * l3
+
+
+@pytest.mark.parametrize('theta', [100.0, 400.0, -400.0])
+def test_dpfah_likelihood_no_overflow(theta):
+  """|theta| of 100 and more: log(1 + exp(theta)) would overflow; the softplus does not."""
+  codes = jnp.ones((2, 1)) * jnp.sqrt(jnp.abs(theta) / 0.5)
+  codes = codes.at[1].multiply(jnp.sign(theta))
+  for s in (0.0, 1.0):
+    similarity = jnp.full((2, 2), s)
+    fn = lambda c: losses.dpfah_likelihood_loss(codes=c, similarity=similarity)
+    value, grad = jax.value_and_grad(fn)(codes)
+    want = np.logaddexp(0.0, theta) - s * theta
+    np.testing.assert_allclose(value, want, rtol=1e-5, atol=1e-6)
+    assert np.all(np.isfinite(grad))
+
+
+def test_dpfah_quantization_zero_inside_margin():
+  u = jnp.array([[1.1, -1.1, 0.0], [0.5, 2.1, -3.1]])
+  # Row 0 sits on the margin: 0. Row 1: (2.1 - 1.1) + (3.1 - 1.1) = 3. Mean 1.5.
+  np.testing.assert_allclose(losses.dpfah_quantization_loss(u=u), 1.5, rtol=1e-6)
