@@ -1,23 +1,46 @@
-"""Convolutions with a CPU fast path.
+"""Convolutions and max pooling with a CPU fast path.
 
-XLA's CPU backend computes depthwise convolutions and convolution weight gradients far
-below its matrix-product speed. On the CPU these modules therefore compute a depthwise
-convolution as a sum of k x k shifted, strided slices times per-channel weights, and a
-1x1 convolution as a matrix product; both differentiate into the same cheap operations.
-Accelerators keep XLA's native convolution. `impl` chooses: 'auto' (slices on the CPU,
-XLA elsewhere), 'xla' or 'slices'. Parameters are identical under every `impl`, so a
-checkpoint trained with one runs with the other.
+XLA's CPU backend runs some of a network's operations far below its matrix-product
+speed: depthwise convolutions, 1x1 convolutions (with a stride in particular) and the
+backward pass of max pooling (a scatter). With `impl='slices'` these are computed from
+shifted, strided slices of the input and matrix products instead, which differentiate
+into the same cheap operations:
+
+  * depthwise k x k: a sum of k*k shifted slices times per-channel weights;
+  * 1x1 (any stride): a strided slice and one matrix product;
+  * max pooling: a running maximum over shifted slices, whose gradient goes to the first
+    maximum of each window, as XLA's does.
+
+Other convolutions keep XLA's own: they run fast on the CPU once XLA's YNNPACK
+convolution path is switched off (`configure_cpu_backend`), and the alternatives measured
+(im2col with one matrix product, weight gradients as products of shifted slices) were
+slower inside a whole network, where they add copies that XLA's convolution avoids. Accelerators keep XLA's native operations:
+`impl='auto'` picks 'slices' on the CPU and 'xla' elsewhere. Parameters are identical
+under every `impl` (Flax's names and HWIO layout), so a checkpoint trained with one runs
+with the other.
 """
 
-from typing import Any
+import functools
+import os
+from typing import Any, Sequence
 
+from absl import logging
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 IMPLS = ('auto', 'xla', 'slices')
 
+
 conv_init = nn.initializers.variance_scaling(2.0, 'fan_in', 'normal')
+
+_DIMENSION_NUMBERS = ('NHWC', 'HWIO', 'NHWC')
+
+# XLA's CPU convolutions through YNNPACK trained ResNet18 about 1.3x slower than with
+# this library path switched off (benchmarks/conv_speed.py); dots keep YNNPACK.
+CPU_XLA_FLAG = '--xla_cpu_experimental_ynn_fusion_type=-individual_convolution'
+
+Padding = str | Sequence[tuple[int, int]]
 
 
 def resolve_impl(impl: str) -> str:
@@ -28,39 +51,147 @@ def resolve_impl(impl: str) -> str:
   return impl
 
 
-def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
-  """XLA's 'SAME' padding (low, high) of one spatial dimension."""
-  out = -(-size // stride)
-  total = max((out - 1) * stride + kernel - size, 0)
-  return total // 2, total - total // 2
+def configure_cpu_backend(enable: bool = True) -> bool:
+  """Adds `CPU_XLA_FLAG` to XLA_FLAGS; returns whether it is in effect.
+
+  XLA reads its flags once, when JAX starts its first backend, so this must run before
+  any JAX computation; later it only logs a warning. It changes nothing on GPUs and TPUs.
+  A flag of the same name already in XLA_FLAGS is left as the user set it.
+  """
+  flags = os.environ.get('XLA_FLAGS', '')
+  name = CPU_XLA_FLAG.split('=')[0]
+  if not enable or name in flags:
+    return CPU_XLA_FLAG in flags.split()
+  from jax._src import xla_bridge  # pylint: disable=g-import-not-at-top
+  if xla_bridge.backends_are_initialized():
+    logging.warning('JAX has already started; %s takes effect only when set before '
+                    'the first JAX computation (or in XLA_FLAGS).', CPU_XLA_FLAG)
+    return False
+  os.environ['XLA_FLAGS'] = f'{flags} {CPU_XLA_FLAG}'.strip()
+  return True
 
 
-def depthwise_conv(x: jax.Array, kernel: jax.Array, stride: int, impl: str) -> jax.Array:
-  """Depthwise 'SAME' convolution of NHWC `x` with an HWIO kernel [k, k, 1, C]."""
+def explicit_padding(padding: Padding, size: tuple[int, int], kernel: int,
+                     stride: int) -> tuple[tuple[int, int], tuple[int, int]]:
+  """((top, bottom), (left, right)) of 'SAME', 'VALID' or explicit pairs."""
+  if isinstance(padding, str):
+    if padding == 'VALID':
+      return (0, 0), (0, 0)
+    if padding != 'SAME':
+      raise ValueError(f"padding must be 'SAME', 'VALID' or ((t, b), (l, r)), got "
+                       f'{padding!r}.')
+    pads = []
+    for n in size:
+      out = -(-n // stride)
+      total = max((out - 1) * stride + kernel - n, 0)
+      pads.append((total // 2, total - total // 2))
+    return tuple(pads)
+  return tuple((int(lo), int(hi)) for lo, hi in padding)
+
+
+def _windows(x: jax.Array, kernel: int, stride: int, padding, pad_value=0.0):
+  """The kernel*kernel shifted, strided views of padded `x`, row-major by tap."""
+  (pt, pb), (pl, pr) = explicit_padding(padding, x.shape[1:3], kernel, stride)
+  xp = jnp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)), constant_values=pad_value)
+  ho = (xp.shape[1] - kernel) // stride + 1
+  wo = (xp.shape[2] - kernel) // stride + 1
+  return [xp[:, dy:dy + (ho - 1) * stride + 1:stride, dx:dx + (wo - 1) * stride + 1:stride]
+          for dy in range(kernel) for dx in range(kernel)]
+
+
+def conv2d(x: jax.Array, kernel: jax.Array, *, strides: int = 1,
+           padding: Padding = 'SAME', impl: str = 'auto') -> jax.Array:
+  """Convolution of NHWC `x` with an HWIO kernel [k, k, C_in, C_out] (square kernels)."""
+  k = kernel.shape[0]
+  impl = resolve_impl(impl)
+  if impl == 'slices' and k == 1:
+    (pt, pb), (pl, pr) = explicit_padding(padding, x.shape[1:3], 1, strides)
+    x = jnp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))[:, ::strides, ::strides]
+    return jnp.einsum('bhwc,cf->bhwf', x, kernel[0, 0])
+  pads = explicit_padding(padding, x.shape[1:3], k, strides)
+  return jax.lax.conv_general_dilated(x, kernel, (strides, strides), pads,
+                                      dimension_numbers=_DIMENSION_NUMBERS)
+
+
+def depthwise_conv(x: jax.Array, kernel: jax.Array, stride: int, impl: str,
+                   padding: Padding = 'SAME') -> jax.Array:
+  """Depthwise convolution of NHWC `x` with an HWIO kernel [k, k, 1, C]."""
   k = kernel.shape[0]
   if resolve_impl(impl) == 'xla':
+    pads = explicit_padding(padding, x.shape[1:3], k, stride)
     return jax.lax.conv_general_dilated(
-        x, kernel, (stride, stride), 'SAME', feature_group_count=x.shape[-1],
-        dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
-  _, h, w, _ = x.shape
-  (ht, hb), (wl, wr) = same_padding(h, k, stride), same_padding(w, k, stride)
-  xp = jnp.pad(x, ((0, 0), (ht, hb), (wl, wr), (0, 0)))
-  ho, wo = -(-h // stride), -(-w // stride)
+        x, kernel, (stride, stride), pads, feature_group_count=x.shape[-1],
+        dimension_numbers=_DIMENSION_NUMBERS)
   out = None
-  for dy in range(k):
-    for dx in range(k):
-      tap = xp[:, dy:dy + (ho - 1) * stride + 1:stride,
-               dx:dx + (wo - 1) * stride + 1:stride, :] * kernel[dy, dx, 0]
-      out = tap if out is None else out + tap
+  for tap, window in enumerate(_windows(x, k, stride, padding)):
+    term = window * kernel[tap // k, tap % k, 0]
+    out = term if out is None else out + term
   return out
 
 
 def pointwise_conv(x: jax.Array, kernel: jax.Array, impl: str) -> jax.Array:
   """1x1 convolution of NHWC `x` with an HWIO kernel [1, 1, C, F]."""
+  return conv2d(x, kernel, strides=1, padding='VALID', impl=impl)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
+def _max_pool_slices(x, window, stride, padding):
+  return functools.reduce(jnp.maximum, _windows(x, window, stride, padding, -jnp.inf))
+
+
+def _max_pool_fwd(x, window, stride, padding):
+  out = _max_pool_slices(x, window, stride, padding)
+  return out, (x, out)
+
+
+def _max_pool_bwd(window, stride, padding, residuals, g):
+  x, out = residuals
+  # The gradient of each window goes to its first maximum, as XLA's select-and-scatter
+  # rule does: find that tap once, then apply the adjoint of the shifted slices.
+  taps = _windows(x, window, stride, padding, -jnp.inf)
+  # argmax (a reduction) returns the first maximum and is computed once; XLA would
+  # recompute an elementwise formulation of it for every tap.
+  first = jnp.argmax(jnp.stack([t == out for t in taps]), axis=0).astype(jnp.int8)
+  parts = [jnp.where(first == t, g, jnp.zeros_like(g)) for t in range(len(taps))]
+  _, windows_vjp = jax.vjp(lambda x: _windows(x, window, stride, padding, -jnp.inf), x)
+  return windows_vjp(parts)
+
+
+_max_pool_slices.defvjp(_max_pool_fwd, _max_pool_bwd)
+
+
+def max_pool(x: jax.Array, window: int, stride: int, padding: Padding,
+             impl: str = 'auto') -> jax.Array:
+  """window x window max pooling of NHWC `x`; padded cells never win."""
   if resolve_impl(impl) == 'xla':
-    return jax.lax.conv_general_dilated(x, kernel, (1, 1), 'VALID',
-                                        dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
-  return jnp.einsum('bhwc,cf->bhwf', x, kernel[0, 0])
+    pads = explicit_padding(padding, x.shape[1:3], window, stride)
+    return nn.max_pool(x, (window, window), (stride, stride), pads)
+  return _max_pool_slices(x, window, stride,
+                          explicit_padding(padding, x.shape[1:3], window, stride))
+
+
+class Conv(nn.Module):
+  """k x k convolution (square kernel) with parameters `kernel` [k, k, C_in, F], `bias`."""
+  features: int
+  kernel_size: int
+  strides: int = 1
+  padding: Padding = 'SAME'
+  use_bias: bool = False
+  impl: str = 'auto'
+  dtype: Any = jnp.float32
+  kernel_init: Any = conv_init
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    k = self.kernel_size
+    kernel = self.param('kernel', self.kernel_init, (k, k, x.shape[-1], self.features),
+                        jnp.float32)
+    y = conv2d(x.astype(self.dtype), kernel.astype(self.dtype), strides=self.strides,
+               padding=self.padding, impl=self.impl)
+    if self.use_bias:
+      y = y + self.param('bias', nn.initializers.zeros, (self.features,),
+                         jnp.float32).astype(self.dtype)
+    return y
 
 
 class DepthwiseConv(nn.Module):

@@ -70,7 +70,7 @@ class ResNet30(nn.Module):
     bits: code length k.
     num_classes: number of classes C of the classifier on the hash layer.
     attention: 'cbam' (DAH) or 'none' (NoneA-DAH).
-    conv_impl: separable convolutions as 'auto', 'xla' or 'slices' (see `conv`).
+    conv_impl: convolutions and pooling as 'auto', 'xla' or 'slices' (see `conv`).
     dtype: computation dtype (parameters stay float32).
 
   Returns from `__call__` a dict: `hash` [B, bits] in (1/4, 3/4), `logits` [B, C].
@@ -98,13 +98,14 @@ class ResNet30(nn.Module):
     x = images.astype(self.dtype)
     # The network normalises its raw input itself (Table 1: BN on the image).
     x = norm(name='input_bn')(x)
-    x = nn.Conv(64, (3, 3), padding=((1, 1), (1, 1)), use_bias=False,
-                kernel_init=conv.conv_init, dtype=self.dtype, name='stem_conv')(x)
+    x = conv.Conv(64, 3, padding=((1, 1), (1, 1)), impl=self.conv_impl,
+                  dtype=self.dtype, name='stem_conv')(x)
     x = nn.relu(norm(name='stem_bn')(x))
-    x = nn.max_pool(x, (3, 3), strides=(1, 1), padding=((1, 1), (1, 1)))
+    x = conv.max_pool(x, 3, 1, ((1, 1), (1, 1)), self.conv_impl)
     for i, filters in enumerate(_STAGES):
       if self.attention == 'cbam':
-        x = attention_lib.CBAM(dtype=self.dtype, name=f'cbam{i + 1}')(x)
+        x = attention_lib.CBAM(dtype=self.dtype, conv_impl=self.conv_impl,
+                               name=f'cbam{i + 1}')(x)
       for j, strides in enumerate((2, 1, 1)):
         x = BottleneckBlock(filters, strides, self.conv_impl, self.dtype,
                             name=f'stage{i + 1}_block{j + 1}')(x, train)
