@@ -82,7 +82,74 @@ def test_bad_bits(kwargs, match):
 
 
 def test_unknown_model_and_attention():
-  with pytest.raises(ValueError, match="Unknown model 'resnet99'.*dah_resnet30"):
+  with pytest.raises(ValueError, match="Unknown model 'resnet99'.*dah_resnet30, dpfah_resnet18"):
     models.create_model('resnet99')
   with pytest.raises(ValueError, match='cbam, none'):
     models.create_model('dah_resnet30', attention='se')
+
+
+def numpy_pfa(x, lam=1e-4):
+  """SPEC 3.1 written out per image and channel with NumPy loops, in float64."""
+  x = np.asarray(x, np.float64)
+  out = np.empty_like(x)
+  b, h, w, c = x.shape
+  n = h * w - 1
+  for i in range(b):
+    for ch in range(c):
+      v = x[i, :, :, ch]
+      mu = v.mean()
+      var = ((v - mu) ** 2).sum() / n
+      e_inv = (v - mu) ** 2 / (4 * (var + lam)) + 0.5
+      out[i, :, :, ch] = v / (1 + np.exp(-e_inv))
+  return out
+
+
+@pytest.mark.parametrize('lam', [1e-4, 0.5])
+def test_pfa_matches_formula(lam):
+  x = np.random.default_rng(0).normal(size=(2, 5, 4, 3)).astype(np.float32)
+  got = jax.jit(lambda x: attention.pfa(x, lam))(x)
+  np.testing.assert_allclose(got, numpy_pfa(x, lam), rtol=1e-5, atol=1e-6)
+
+
+def test_pfa_constant_channel_and_bad_shape():
+  # A constant channel has zero variance: e_inv = 1/2 everywhere, PFA = x * sigmoid(1/2).
+  x = jnp.full((1, 3, 3, 2), 2.0)
+  np.testing.assert_allclose(attention.pfa(x), 2.0 * jax.nn.sigmoid(0.5), rtol=1e-6)
+  with pytest.raises(ValueError, match='at least 2 positions'):
+    attention.pfa(jnp.ones((1, 1, 1, 4)))
+
+
+TORCHVISION_RESNET18_BACKBONE = 11_176_512  # torchvision resnet18 without its fc layer.
+
+
+@pytest.mark.parametrize('stem,size', [('imagenet', 64), ('cifar', 32)])
+def test_resnet18_pfa_placements(stem, size):
+  """PFA adds no parameters; each placement changes the output; shapes per stem."""
+  x = jnp.asarray(random_images(2, size=size))
+  outs, counts = {}, {}
+  variables = None
+  for placement in ('stem', 'every_block', 'none'):
+    model = models.create_model('dpfah_resnet18', bits=16, num_classes=7, stem=stem,
+                                attention=placement)
+    if variables is None:
+      variables = jax.jit(model.init)(jax.random.key(0), x)
+    counts[placement] = count_params(model, size)
+    outs[placement] = jax.jit(model.apply)(variables, x)
+    assert outs[placement]['hash'].shape == (2, 16)
+    assert outs[placement]['logits'].shape == (2, 7)
+    assert outs[placement]['features'].shape == (2, 512)
+  heads_params = 512 * 16 + 16 + 512 * 7 + 7
+  stem_delta = 0 if stem == 'imagenet' else 3 * 3 * 3 * 64 - 7 * 7 * 3 * 64
+  assert set(counts.values()) == {TORCHVISION_RESNET18_BACKBONE + stem_delta + heads_params}
+  for a, b in (('stem', 'none'), ('every_block', 'none'), ('stem', 'every_block')):
+    assert not np.allclose(outs[a]['hash'], outs[b]['hash'])
+
+
+def test_resnet18_codes_and_bad_options():
+  model = models.create_model('dpfah_resnet18', bits=4, num_classes=3)
+  np.testing.assert_array_equal(model.binary_codes(jnp.array([[-0.1, 0.0, 0.2, -3.0]])),
+                                [[0, 1, 1, 0]])
+  with pytest.raises(ValueError, match='imagenet, cifar'):
+    models.create_model('dpfah_resnet18', stem='tiny')
+  with pytest.raises(ValueError, match='stem, every_block, none'):
+    models.create_model('dpfah_resnet18', attention='cbam')

@@ -79,8 +79,8 @@ def test_train_step_reduces_loss_on_a_fixed_batch(tiny_config):
 
 
 @pytest.mark.parametrize('field,value,error,match', [
-    ('model_name', 'resnet99', ValueError, 'valid models: dah_resnet30'),
-    ('loss_name', 'triplet', ValueError, 'valid losses: dah'),
+    ('model_name', 'resnet99', ValueError, 'valid models: dah_resnet30, dpfah_resnet18'),
+    ('loss_name', 'triplet', ValueError, 'valid losses: dah, dpfah'),
     ('data.protocol', 'nus', ValueError, 'valid protocols: dah_cifar10'),
     ('data.source', 'hub', ValueError, 'valid sources: image_folder, tfds'),
     ('data.sampler', 'hard', ValueError, 'class_balanced, random'),

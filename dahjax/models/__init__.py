@@ -9,11 +9,14 @@ from typing import Any, Callable
 
 import flax.linen as nn
 
+from dahjax.models import resnet18
 from dahjax.models import resnet30
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {
     # DAH (SPEC 2); attention='none' is the NoneA-DAH ablation.
     'dah_resnet30': resnet30.ResNet30,
+    # DPFAH (SPEC 3); attention='none' is the ablation without PFA.
+    'dpfah_resnet18': resnet18.ResNet18,
 }
 
 

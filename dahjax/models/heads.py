@@ -2,6 +2,11 @@
 
 DAH ("Image Retrieval Using a Deep Attention-Based Hash", Li et al., IEEE Access 2020)
 squashes the hash layer into (1/4, 3/4) with a "shrink sigmoid" and thresholds it at 1/2.
+DPFAH ("Deep parameter-free attention hashing for image retrieval", Scientific Reports
+2022) keeps the hash layer's raw output u, trains on clip(u, -1, 1) and takes sign(u);
+its classifier runs beside the hash layer on the backbone's features.
+
+Binary codes are 0/1 uint8 arrays everywhere in dahjax (bit 1 for DPFAH's +1).
 """
 
 import flax.linen as nn
@@ -33,3 +38,32 @@ class ShrinkSigmoidHashHead(nn.Module):
     h = shrink_sigmoid(nn.Dense(self.bits, dtype=self.dtype, name='hash')(features))
     logits = nn.Dense(self.num_classes, dtype=self.dtype, name='classifier')(h)
     return {'hash': h, 'logits': logits}
+
+
+def clip_codes(u: jax.Array) -> jax.Array:
+  """DPFAH eq. 2: f(u) = clip(u, -1, 1), the relaxed codes of the pairwise loss."""
+  return jnp.clip(u, -1.0, 1.0)
+
+
+def sign_codes(u: jax.Array) -> jax.Array:
+  """DPFAH's codes: bit 1 (sign +1) where u >= 0, else 0 (-1). Returns uint8.
+
+  The paper's eq. 3 swaps the two signs, a typo (SPEC 3.2).
+  """
+  return (u >= 0).astype(jnp.uint8)
+
+
+class ParallelHashHead(nn.Module):
+  """Dense(bits) -> u and, beside it, Dense(num_classes) -> logits, both on the features.
+
+  Returns a dict with `hash` (u, unbounded) and `logits`.
+  """
+  bits: int
+  num_classes: int
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, features: jax.Array) -> dict[str, jax.Array]:
+    u = nn.Dense(self.bits, dtype=self.dtype, name='hash')(features)
+    logits = nn.Dense(self.num_classes, dtype=self.dtype, name='classifier')(features)
+    return {'hash': u, 'logits': logits}

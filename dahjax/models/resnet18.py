@@ -1,0 +1,124 @@
+"""DPFAH's network: ResNet18 with parameter-free attention and two heads (SPEC 3.1-3.2).
+
+The backbone is torchvision's ResNet18 (7x7/2 conv, BN, ReLU, 3x3/2 max pool, four stages
+of two basic blocks, widths 64-128-256-512, global average pool), with its module names,
+so that torchvision's ImageNet weights map onto it one to one. `stem='cifar'` replaces the
+stem with a 3x3/1 conv and no max pool for 32x32 inputs.
+
+PFA placement (`attention`): 'stem' adds X + PFA(X) after the stem (the paper's Fig. 1),
+'every_block' applies PFA to each basic block's residual branch before the addition
+(SimAM's own placement), 'none' leaves it out (the paper's ablation).
+"""
+
+import functools
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from dahjax.models import attention as attention_lib
+from dahjax.models import conv
+from dahjax.models import heads
+
+STEMS = ('imagenet', 'cifar')
+ATTENTIONS = ('stem', 'every_block', 'none')
+_WIDTHS = (64, 128, 256, 512)
+
+# torchvision's normalisation; the model takes images in [0, 1].
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# torchvision initialises convolutions with kaiming_normal_(mode='fan_out').
+_conv_init = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
+
+
+class BasicBlock(nn.Module):
+  """conv3x3(stride)-BN-ReLU-conv3x3-BN (+PFA) plus the (projected) input, then ReLU."""
+  features: int
+  strides: int = 1
+  pfa: bool = False
+  pfa_lambda: float = 1e-4
+  conv_impl: str = 'auto'
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9,
+                             epsilon=1e-5, dtype=self.dtype)
+    conv3 = functools.partial(conv.Conv, self.features, 3, padding=((1, 1), (1, 1)),
+                              impl=self.conv_impl, dtype=self.dtype,
+                              kernel_init=_conv_init)
+    y = nn.relu(norm(name='bn1')(conv3(strides=self.strides, name='conv1')(x)))
+    y = norm(name='bn2')(conv3(name='conv2')(y))
+    if self.pfa:
+      y = attention_lib.pfa(y, self.pfa_lambda)
+    if self.strides != 1 or x.shape[-1] != self.features:
+      x = conv.Conv(self.features, 1, self.strides, padding='VALID', impl=self.conv_impl,
+                    dtype=self.dtype, kernel_init=_conv_init, name='downsample_conv')(x)
+      x = norm(name='downsample_bn')(x)
+    return nn.relu(x + y)
+
+
+class ResNet18(nn.Module):
+  """DPFAH: ResNet18 + PFA, a hash layer u and a parallel classifier on the features.
+
+  Attributes:
+    bits: code length l.
+    num_classes: classes C of the classification branch.
+    stem: 'imagenet' (7x7/2 conv + max pool, 224 px) or 'cifar' (3x3/1 conv, 32 px).
+    attention: PFA placement, 'stem', 'every_block' or 'none'.
+    pfa_lambda: PFA's lambda.
+    conv_impl: 'auto', 'xla' or 'slices' (see `conv`).
+    dtype: computation dtype (parameters stay float32).
+
+  Returns from `__call__` a dict: `hash` (u) [B, bits], `logits` [B, C] and `features`
+  (the pooled backbone output) [B, 512].
+  """
+  bits: int = 48
+  num_classes: int = 100
+  stem: str = 'imagenet'
+  attention: str = 'stem'
+  pfa_lambda: float = 1e-4
+  conv_impl: str = 'auto'
+  dtype: Any = jnp.float32
+
+  binary_codes = staticmethod(heads.sign_codes)
+
+  def __post_init__(self):
+    # Checked at construction, so a bad config fails before anything compiles.
+    if self.stem not in STEMS:
+      raise ValueError(f'Unknown stem {self.stem!r} for ResNet18; valid: '
+                       f'{", ".join(STEMS)}.')
+    if self.attention not in ATTENTIONS:
+      raise ValueError(f'Unknown attention {self.attention!r} for ResNet18; valid: '
+                       f'{", ".join(ATTENTIONS)}.')
+    conv.resolve_impl(self.conv_impl)
+    super().__post_init__()
+
+  @nn.compact
+  def __call__(self, images: jax.Array, train: bool = False) -> dict[str, jax.Array]:
+    mean = jnp.asarray(IMAGENET_MEAN, jnp.float32)
+    std = jnp.asarray(IMAGENET_STD, jnp.float32)
+    x = ((images.astype(jnp.float32) - mean) / std).astype(self.dtype)
+    k, s, p = (7, 2, 3) if self.stem == 'imagenet' else (3, 1, 1)
+    x = conv.Conv(64, k, s, padding=((p, p), (p, p)), impl=self.conv_impl,
+                  dtype=self.dtype, kernel_init=_conv_init, name='conv1')(x)
+    x = nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                             dtype=self.dtype, name='bn1')(x))
+    if self.stem == 'imagenet':
+      x = conv.max_pool(x, 3, 2, ((1, 1), (1, 1)), self.conv_impl)
+    if self.attention == 'stem':
+      x = x + attention_lib.pfa(x, self.pfa_lambda)
+    for i, width in enumerate(_WIDTHS):
+      for j in range(2):
+        x = BasicBlock(width, 2 if i > 0 and j == 0 else 1,
+                       pfa=self.attention == 'every_block', pfa_lambda=self.pfa_lambda,
+                       conv_impl=self.conv_impl, dtype=self.dtype,
+                       name=f'layer{i + 1}_{j}')(x, train)
+    features = jnp.mean(x, axis=(1, 2))
+    out = heads.ParallelHashHead(self.bits, self.num_classes, dtype=self.dtype,
+                                 name='head')(features)
+    out['features'] = features
+    return jax.tree.map(lambda a: a.astype(jnp.float32), out)
+
