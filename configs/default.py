@@ -50,6 +50,7 @@ def get_config() -> ml_collections.ConfigDict:
 
   config.eval = ml_collections.ConfigDict(dict(
       batch_size=500,
+      chunk_size=0,   # Rows per forward pass on each device; 0: 128 on the CPU, all else.
       topk=ml_collections.FieldReference(None, field_type=int),  # None: the protocol's K.
       precision_at=1000,
       radius=2,

@@ -11,6 +11,8 @@ from typing import Any
 
 from absl import logging
 import jax
+import jax.numpy as jnp
+from jax.sharding import PartitionSpec as P
 import ml_collections
 import numpy as np
 
@@ -21,14 +23,37 @@ from dahjax.data import input_data
 from dahjax.data import pipeline
 
 
-def make_encoder(model, mesh):
+def encode_chunk_size(chunk_size: int) -> int | None:
+  """Rows per forward pass on each device: `chunk_size`, or with 0 ('auto') 128 on the
+  CPU (a batch of 512 encodes about 1.5x faster as 4 chunks of 128, which stay in
+  cache) and the whole per-device batch on accelerators (None)."""
+  if chunk_size:
+    return chunk_size
+  return 128 if jax.default_backend() == 'cpu' else None
+
+
+def make_encoder(model, mesh, chunk_size: int | None = None):
   """A jitted function (variables, images) -> 0/1 uint8 codes.
 
   Images are placed sharded on the mesh's 'data' axis; variables should be replicated
-  on the mesh (`jax.device_put(variables, parallel.replicated(mesh))`).
+  on the mesh (`jax.device_put(variables, parallel.replicated(mesh))`). Each device
+  runs its rows in chunks of `chunk_size` (None: all at once), the last one padded.
   """
-  encode = jax.jit(lambda variables, images: model.binary_codes(
-      model.apply(variables, images, train=False)['hash']))
+  def codes(variables, images):
+    return model.binary_codes(model.apply(variables, images, train=False)['hash'])
+
+  def per_device(variables, images):
+    n = images.shape[0]
+    if not chunk_size or n <= chunk_size:
+      return codes(variables, images)
+    chunks = -(-n // chunk_size)
+    images = jnp.pad(images, ((0, chunks * chunk_size - n),) + ((0, 0),) * 3)
+    out = jax.lax.map(lambda x: codes(variables, x),
+                      images.reshape(chunks, chunk_size, *images.shape[1:]))
+    return out.reshape(chunks * chunk_size, *out.shape[2:])[:n]
+
+  encode = jax.jit(jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P('data')),
+                                 out_specs=P('data')))
   sharding = parallel.data_sharding(mesh)
   return lambda variables, images: encode(variables, jax.device_put(images, sharding))
 
@@ -80,7 +105,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *, state=None, mod
     state = restore_for_eval(config, workdir, model, checkpoint_step)
   variables = jax.device_put({'params': state.params, 'batch_stats': state.batch_stats},
                              parallel.replicated(mesh))
-  encoder = make_encoder(model, mesh)
+  encoder = make_encoder(model, mesh, encode_chunk_size(config.eval.chunk_size))
   devices = jax.device_count()
   batch_size = -(-config.eval.batch_size // devices) * devices
   kwargs = dict(batch_size=batch_size, image_size=config.data.image_size,

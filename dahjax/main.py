@@ -14,6 +14,7 @@ from ml_collections import config_flags
 
 from dahjax import train
 from dahjax import validation
+from dahjax.models import conv
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, splits, '
                                'metrics and evaluation outputs.', required=True)
@@ -35,6 +36,8 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   logging.get_absl_handler().python_handler.addFilter(_quiet_libraries)
   config = flags.FLAGS.config
+  # Before anything starts JAX: XLA reads its CPU flags once.
+  conv.configure_cpu_backend(enable=config.model.conv_impl != 'xla')
   validation.validate(config, _WORKDIR.value)
   logging.info('Config:\n%s', config)
   if _MODE.value == 'eval':
