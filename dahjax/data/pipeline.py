@@ -97,6 +97,9 @@ def make_sampler(name: str, *, labels: np.ndarray, indices: np.ndarray,
   raise ValueError(f'Unknown sampler {name!r}; valid samplers: {", ".join(SAMPLERS)}.')
 
 
+TRANSFORMS = ('resize', 'imagenet_crop', 'cifar_crop')
+
+
 def to_model_input(image: np.ndarray, image_size: int) -> np.ndarray:
   """uint8 HWC -> float32 [0, 1] at image_size x image_size (resized only if needed)."""
   if image.shape[:2] != (image_size, image_size):
@@ -105,22 +108,90 @@ def to_model_input(image: np.ndarray, image_size: int) -> np.ndarray:
   return image.astype(np.float32) / 255.0
 
 
+def resize_shorter(image: np.ndarray, size: int) -> np.ndarray:
+  """Resizes so the shorter side is `size`, keeping the aspect ratio (torchvision's
+  Resize(size) on a PIL image: bilinear, antialiased)."""
+  h, w = image.shape[:2]
+  if min(h, w) == size:
+    return image
+  scale = size / min(h, w)
+  new = (max(size, round(w * scale)), max(size, round(h * scale)))
+  return np.asarray(Image.fromarray(image).resize(new, Image.BILINEAR))
+
+
+def _crop(image: np.ndarray, top: int, left: int, size: int) -> np.ndarray:
+  return image[top:top + size, left:left + size]
+
+
+def train_transform(image: np.ndarray, *, transform: str, image_size: int,
+                    random_flip: bool, rng: np.random.Generator,
+                    resize_size: int = 256) -> np.ndarray:
+  """Training preprocessing of a uint8 HWC image to float32 [0, 1] [size, size, 3].
+
+  'resize': resize to image_size, flip if `random_flip` (DAH).
+  'imagenet_crop': resize the shorter side to `resize_size`, random image_size crop,
+    random flip (DPFAH at 224 px; SPEC 3.4).
+  'cifar_crop': zero-pad 4 pixels, random image_size crop, random flip (DPFAH's 32 px
+    variant with the CIFAR stem).
+  The model normalises its input itself.
+  """
+  if transform == 'resize':
+    out = to_model_input(image, image_size)
+    flip = random_flip and rng.random() < 0.5
+  elif transform == 'imagenet_crop':
+    image = resize_shorter(image, resize_size)
+    top = rng.integers(0, image.shape[0] - image_size + 1)
+    left = rng.integers(0, image.shape[1] - image_size + 1)
+    out = _crop(image, top, left, image_size).astype(np.float32) / 255.0
+    flip = rng.random() < 0.5
+  elif transform == 'cifar_crop':
+    image = to_model_input(image, image_size)
+    padded = np.pad(image, ((4, 4), (4, 4), (0, 0)))
+    top, left = rng.integers(0, 9, size=2)
+    out = _crop(padded, top, left, image_size)
+    flip = rng.random() < 0.5
+  else:
+    raise ValueError(f'Unknown transform {transform!r}; valid: {", ".join(TRANSFORMS)}.')
+  return np.ascontiguousarray(out[:, ::-1] if flip else out)
+
+
+def eval_transform(image: np.ndarray, *, transform: str, image_size: int,
+                   resize_size: int = 256) -> np.ndarray:
+  """Evaluation preprocessing: a deterministic counterpart of `train_transform`.
+
+  'imagenet_crop' resizes the shorter side to `resize_size` and takes the central
+  image_size crop; 'resize' and 'cifar_crop' resize to image_size (if needed).
+  """
+  if transform == 'imagenet_crop':
+    image = resize_shorter(image, resize_size)
+    top = (image.shape[0] - image_size) // 2
+    left = (image.shape[1] - image_size) // 2
+    return _crop(image, top, left, image_size).astype(np.float32) / 255.0
+  if transform not in TRANSFORMS:
+    raise ValueError(f'Unknown transform {transform!r}; valid: {", ".join(TRANSFORMS)}.')
+  return to_model_input(image, image_size)
+
+
 def train_dataset(pool: protocols.Pool, sampler: Sampler, *, image_size: int,
                   random_flip: bool, seed: int, start_step: int, num_steps: int,
                   process_index: int = 0, process_count: int = 1,
-                  num_threads: int = 4) -> Iterator[dict[str, np.ndarray]]:
+                  num_threads: int = 4, transform: str = 'resize',
+                  resize_size: int = 256) -> Iterator[dict[str, np.ndarray]]:
   """Batches {'image': float32 [b, H, W, 3], 'label': float32 [b, C]} for steps [start, num).
 
   Each process gets rows [p * b, (p + 1) * b) of every global batch, b = batch / processes.
+  Random crops and flips are drawn from (seed, step, image index), so they too are the
+  same after a restart.
   """
   local = sampler.batch_size // process_count
 
   def load(position: int) -> dict[str, np.ndarray]:
     step, row = divmod(position, local)
     index = sampler.batch_indices(step)[process_index * local + row]
-    image = to_model_input(pool.load_image(index), image_size)
-    if random_flip and np.random.default_rng([seed, step, index]).random() < 0.5:
-      image = image[:, ::-1]
+    image = train_transform(pool.load_image(index), transform=transform,
+                            image_size=image_size, random_flip=random_flip,
+                            rng=np.random.default_rng([seed, step, index]),
+                            resize_size=resize_size)
     return {'image': image, 'label': pool.labels[index].astype(np.float32)}
 
   ds = grain.MapDataset.range(start_step * local, num_steps * local).map(load)
@@ -130,14 +201,15 @@ def train_dataset(pool: protocols.Pool, sampler: Sampler, *, image_size: int,
 
 
 def eval_batches(pool: protocols.Pool, indices: np.ndarray, *, batch_size: int,
-                 image_size: int, num_threads: int = 4
-                 ) -> Iterator[tuple[np.ndarray, int]]:
+                 image_size: int, num_threads: int = 4, transform: str = 'resize',
+                 resize_size: int = 256) -> Iterator[tuple[np.ndarray, int]]:
   """Yields (images [batch_size, H, W, 3], number of real rows) over `indices` in order.
 
   The last batch is padded by repeating its last image so every batch has one shape.
   """
   ds = grain.MapDataset.source(np.asarray(indices)).map(
-      lambda i: to_model_input(pool.load_image(int(i)), image_size))
+      lambda i: eval_transform(pool.load_image(int(i)), transform=transform,
+                               image_size=image_size, resize_size=resize_size))
   it = iter(ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads,
                                                  prefetch_buffer_size=2 * batch_size)))
   for start in range(0, len(indices), batch_size):
