@@ -1,27 +1,45 @@
-"""Retrieval with binary codes: bit packing, Hamming distance and ranking metrics.
+"""Retrieval with binary codes: exact ranking metrics at scale, in bounded memory.
 
-Codes enter as 0/1 arrays [n, bits] and labels as 0/1 arrays [n, classes] (one-hot or
-multi-hot); a database item is relevant to a query when they share a label. Codes are
-packed into uint32 words and compared with XOR + popcount.
+Codes enter as 0/1 arrays [n, bits] (at most 255 bits) and labels as 0/1 arrays
+[n, classes] (one-hot or multi-hot); a database item is relevant to a query when they
+share a label. Codes are packed into uint32 words and compared with XOR + popcount.
 
-Ranking follows the standard protocol: the database is sorted by Hamming distance with
-ties broken by database index (a stable sort), and AP@K averages precision@rank over
-the relevant items in the top K (a query with none there scores 0).
+Ranking (SPEC 4): the database is ordered by Hamming distance, ties broken by database
+index (a stable sort). AP@K averages precision@rank over the relevant items in the top K
+(a query with none there scores 0); precision@N is the fraction of relevant items in the
+top N; precision and recall within Hamming radius r count the items at distance <= r (a
+query retrieving nothing has precision 0, a query with no relevant item recall 0). The
+tie-aware AP (McFee & Lanckriet 2012; the closed form of He et al., CVPR 2018) averages
+AP over every order of the items at equal distance; at K below the database size it is
+the ratio of the expected precision sum to the expected number of relevant items in the
+top K.
 
-Work is done in chunks of queries, each against the whole database, so memory grows
-with the database size, never with queries x database at once. Distances and relevance
-are jitted kernels compiled once per chunk shape; ranking uses NumPy's stable sort,
-which is a radix sort on the uint8 distances.
+How it scales: queries are processed in chunks, each against the whole database, so
+memory is bounded by the chunk (`_CHUNK_CELLS` query x database cells), never by
+queries x database. A jitted kernel gives each chunk's distances as uint8 and its
+relevance as booleans (labels packed into bits, AND + any). Since a code of k bits has
+only k + 1 distinct distances, everything that depends on counts per distance (radius
+precision and recall, the PR curve over radii, tie-aware AP, the distance threshold of
+the top K) comes from per-distance histograms (`np.bincount`), without sorting. Standard
+AP and precision@N need the order inside each distance, i.e. a stable sort, which NumPy
+runs as a radix sort on uint8 keys; for a top K below the database size only the items up
+to the K-th item's distance are sorted. Chunks run on all CPU cores in threads.
 """
 
-from typing import Iterator
+import concurrent.futures
+import dataclasses
+import os
+from typing import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-# Query chunks hold at most this many query x database cells.
-_CHUNK_CELLS = 1 << 25
+# Query chunks hold at most this many query x database cells (about 12 bytes each while
+# a chunk is processed: distances, relevance, sort order, cumulative counts).
+_CHUNK_CELLS = 1 << 23
+
+MAX_BITS = 255
 
 
 @jax.jit
@@ -43,83 +61,195 @@ def hamming_distance(query_words: jax.Array, database_words: jax.Array) -> jax.A
 
 
 @jax.jit
-def _distances_and_relevance(query_words, database_words, query_labels, database_labels):
+def _distances_and_relevance(query_words, database_words, query_label_words,
+                             database_label_words):
   # uint8 holds every distance of codes up to 255 bits and makes the sort a radix sort.
-  dist = hamming_distance(query_words, database_words).astype(jnp.uint8)
-  relevant = (query_labels @ database_labels.T) > 0
-  return dist, relevant
+  xor = jnp.bitwise_xor(query_words[:, None, :], database_words[None, :, :])
+  dist = jnp.sum(jax.lax.population_count(xor), axis=-1, dtype=jnp.uint8)
+  shared = jnp.bitwise_and(query_label_words[:, None, :], database_label_words[None, :, :])
+  return dist, jnp.any(shared != 0, axis=-1)
 
 
 def _check_inputs(query_codes, database_codes, query_labels, database_labels):
-  query_codes, database_codes = np.asarray(query_codes), np.asarray(database_codes)
-  query_labels, database_labels = np.asarray(query_labels), np.asarray(database_labels)
-  for name, a in (('query_codes', query_codes), ('database_codes', database_codes),
-                  ('query_labels', query_labels), ('database_labels', database_labels)):
+  arrays = [np.asarray(a) for a in (query_codes, database_codes, query_labels,
+                                    database_labels)]
+  names = ('query_codes', 'database_codes', 'query_labels', 'database_labels')
+  for name, a in zip(names, arrays):
     if a.ndim != 2:
       raise ValueError(f'{name} must be a 2-D 0/1 array [n, bits or classes], '
                        f'got shape {a.shape}.')
-  if query_codes.shape[1] != database_codes.shape[1]:
-    raise ValueError(f'Query codes have {query_codes.shape[1]} bits but database codes '
-                     f'have {database_codes.shape[1]}: encode both with the same model.')
-  if query_codes.shape[1] > 255:
-    raise ValueError(f'Codes of {query_codes.shape[1]} bits are not supported (max 255).')
-  if len(database_codes) == 0:
+  q, d, ql, dl = arrays
+  if q.shape[1] != d.shape[1]:
+    raise ValueError(f'Query codes have {q.shape[1]} bits but database codes have '
+                     f'{d.shape[1]}: encode both with the same model.')
+  if q.shape[1] > MAX_BITS:
+    raise ValueError(f'Codes of {q.shape[1]} bits are not supported (max {MAX_BITS}).')
+  if len(d) == 0:
     raise ValueError('The database is empty: nothing to retrieve.')
-  if len(query_codes) == 0:
+  if len(q) == 0:
     raise ValueError('There are no queries.')
-  for codes, labels, which in ((query_codes, query_labels, 'query'),
-                               (database_codes, database_labels, 'database')):
+  for codes, labels, which in ((q, ql, 'query'), (d, dl, 'database')):
     if len(codes) != len(labels):
       raise ValueError(f'{which} codes have {len(codes)} rows but {which} labels have '
                        f'{len(labels)}: they must describe the same items.')
-  if query_labels.shape[1] != database_labels.shape[1]:
-    raise ValueError(f'Query labels have {query_labels.shape[1]} classes but database '
-                     f'labels have {database_labels.shape[1]}.')
-  return query_codes, database_codes, query_labels, database_labels
+  if ql.shape[1] != dl.shape[1]:
+    raise ValueError(f'Query labels have {ql.shape[1]} classes but database labels have '
+                     f'{dl.shape[1]}.')
+  return q, d, ql, dl
 
 
-def _ranked_chunks(query_codes, database_codes, query_labels, database_labels,
-                   ) -> Iterator[tuple[np.ndarray, ...]]:
-  """Yields (relevance in ranked order, distances, relevance) per query chunk."""
-  n_db = len(database_codes)
-  chunk = max(1, min(len(query_codes), _CHUNK_CELLS // n_db))
+def _check_count(value: int | None, n_db: int, what: str) -> int:
+  if value is None:
+    return n_db
+  if not isinstance(value, (int, np.integer)) or not 1 <= value <= n_db:
+    raise ValueError(f'{what}={value} must lie in [1, {n_db}] (the database size); '
+                     'use None for the whole database.')
+  return int(value)
+
+
+@dataclasses.dataclass
+class _ChunkResult:
+  """Per-query results of one chunk of queries."""
+  ap: np.ndarray                # [q] AP@K, ties by index.
+  ap_tie_aware: np.ndarray      # [q] tie-aware AP@K.
+  precision_at: np.ndarray      # [q, len(ns)] precision@N, ties by index.
+  hist: np.ndarray              # [q, bits + 1] items per distance.
+  rel_hist: np.ndarray          # [q, bits + 1] relevant items per distance.
+
+
+class _Harmonic:
+  """H(m) = sum_{i <= m} 1/i for m up to the database size, in float64."""
+
+  def __init__(self, n: int):
+    self.table = np.concatenate([[0.0], np.cumsum(1.0 / np.arange(1, n + 1))])
+
+  def __call__(self, m):
+    return self.table[m]
+
+
+def _tie_aware_ap(hist, rel_hist, topk, harmonic) -> np.ndarray:
+  """Tie-aware AP@topk from per-distance counts [q, bits + 1] (He et al. 2018, eq. 8).
+
+  Inside a bucket of n_d items (n_d+ relevant) after c items (c+ relevant), the item at
+  position i is relevant with probability n_d+ / n_d and then expects
+  (c+ + 1 + (i - 1)(n_d+ - 1)/(n_d - 1)) / (c + i) as precision; the sum over i is
+  b m + (a - b (c + 1)) (H(c + m) - H(c)) with a = c+ + 1, b = (n_d+ - 1)/(n_d - 1) and
+  m the bucket's items inside the top K.
+  """
+  before = np.cumsum(hist, axis=1) - hist
+  rel_before = np.cumsum(rel_hist, axis=1) - rel_hist
+  taken = np.clip(topk - before, 0, hist)                      # m per bucket.
+  n, npos = hist.astype(np.float64), rel_hist.astype(np.float64)
+  b = np.where(n > 1, (npos - 1) / np.maximum(n - 1, 1), 0.0)
+  a = rel_before + 1.0
+  sums = b * taken + (a - b * (before + 1)) * (harmonic(before + taken) - harmonic(before))
+  expected_precision = np.sum(np.where(n > 0, npos / np.maximum(n, 1) * sums, 0.0), axis=1)
+  expected_relevant = np.sum(np.where(n > 0, npos * taken / np.maximum(n, 1), 0.0), axis=1)
+  return np.where(expected_relevant > 0,
+                  expected_precision / np.maximum(expected_relevant, 1e-300), 0.0)
+
+
+def _ranked_positions(order, rel_row, topk: int, ns: Sequence[int]):
+  """AP@topk and precision@N of one query from its ranking `order` and relevance [n].
+
+  Only the ranks of the relevant items matter: AP@K is the mean of m / rank of the m-th
+  relevant item over those within the top K, and precision@N counts the ranks up to N.
+  """
+  positions = np.flatnonzero(rel_row[order]) + 1          # 1-based ranks, ascending.
+  in_top = positions[:np.searchsorted(positions, topk, side='right')]
+  ap = np.mean(np.arange(1, len(in_top) + 1) / in_top) if len(in_top) else 0.0
+  precision = [np.searchsorted(positions, n, side='right') / n for n in ns]
+  return ap, precision, positions
+
+
+def _process_chunk(dist, rel, bits, topk, ns, harmonic) -> _ChunkResult:
+  """Ranks a chunk of queries: a stable sort by distance (NumPy's radix sort on uint8),
+  limited to the items up to the depth-th item's distance when the depth (the largest
+  of K and the N of precision@N) is below the database size."""
+  q, n = dist.shape
+  depth = max([topk, *ns])
+  hist = np.empty((q, bits + 1), np.int64)
+  rel_hist = np.empty((q, bits + 1), np.int64)
+  ap = np.empty(q)
+  precision_at = np.empty((q, len(ns)))
+  values = np.arange(bits + 2)
+  if depth == n:
+    # One 2-D sort: several times faster per row than sorting rows one by one.
+    orders = np.argsort(dist, axis=1, kind='stable')
+    for i in range(q):
+      sorted_dist = dist[i][orders[i]]
+      hist[i] = np.diff(np.searchsorted(sorted_dist, values))
+      ap[i], precision_at[i], positions = _ranked_positions(orders[i], rel[i], topk, ns)
+      rel_hist[i] = np.bincount(sorted_dist[positions - 1], minlength=bits + 1)
+    return _ChunkResult(ap, _tie_aware_ap(hist, rel_hist, topk, harmonic), precision_at,
+                        hist, rel_hist)
+  for i in range(q):
+    hist[i] = np.bincount(dist[i], minlength=bits + 1)
+    rel_hist[i] = np.bincount(dist[i][rel[i]], minlength=bits + 1)
+    # Only items up to the distance of the depth-th item can be in the top `depth`.
+    threshold = np.argmax(np.cumsum(hist[i]) >= depth)
+    candidates = np.flatnonzero(dist[i] <= threshold)
+    order = candidates[np.argsort(dist[i][candidates], kind='stable')[:depth]]
+    ap[i], precision_at[i], _ = _ranked_positions(order, rel[i], topk, ns)
+  return _ChunkResult(ap, _tie_aware_ap(hist, rel_hist, topk, harmonic), precision_at,
+                      hist, rel_hist)
+
+
+def _pack_labels(labels: np.ndarray) -> jax.Array:
+  return pack_codes(jnp.asarray(labels != 0, jnp.uint8))
+
+
+def _chunk_size(n_queries: int, n_db: int) -> int:
+  return max(1, min(n_queries, _CHUNK_CELLS // n_db))
+
+
+def _ranking_results(query_codes, database_codes, query_labels, database_labels,
+                     topk: int, ns: Sequence[int]) -> list[_ChunkResult]:
+  n_q, n_db, bits = len(query_codes), len(database_codes), query_codes.shape[1]
+  chunk = _chunk_size(n_q, n_db)
   db_words = pack_codes(jnp.asarray(database_codes))
   q_words = pack_codes(jnp.asarray(query_codes))
-  db_labels = jnp.asarray(database_labels, jnp.float32)
-  q_labels = jnp.asarray(query_labels, jnp.float32)
-  n_q = len(query_codes)
-  for start in range(0, n_q, chunk):
+  db_label_words = _pack_labels(database_labels)
+  q_label_words = _pack_labels(query_labels)
+  harmonic = _Harmonic(n_db)
+
+  def distances(start):
     stop = min(start + chunk, n_q)
     # Pad the last chunk to the full chunk size so the kernel compiles once.
     idx = np.minimum(np.arange(start, start + chunk), n_q - 1)
-    dist, rel = _distances_and_relevance(q_words[idx], db_words, q_labels[idx], db_labels)
-    dist, rel = np.asarray(dist)[:stop - start], np.asarray(rel)[:stop - start]
-    order = np.argsort(dist, axis=1, kind='stable')
-    yield np.take_along_axis(rel, order, axis=1), dist, rel
+    dist, rel = _distances_and_relevance(q_words[idx], db_words, q_label_words[idx],
+                                         db_label_words)
+    return np.asarray(dist)[:stop - start], np.asarray(rel)[:stop - start]
+
+  # XLA computes the next chunk's distances while NumPy ranks earlier ones in threads;
+  # at most `workers` chunks wait, which bounds memory.
+  workers = max(1, min(os.cpu_count() or 1, 4))
+  results, pending = [], []
+  with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+    for start in range(0, n_q, chunk):
+      if len(pending) >= workers:
+        results.append(pending.pop(0).result())
+      pending.append(pool.submit(_process_chunk, *distances(start), bits, topk, ns,
+                                 harmonic))
+    results += [f.result() for f in pending]
+  return results
 
 
-def _average_precision(sorted_rel: np.ndarray, topk: int) -> np.ndarray:
-  rel = sorted_rel[:, :topk]
-  hits = np.cumsum(rel, axis=1, dtype=np.int32)
-  ranks = np.arange(1, rel.shape[1] + 1, dtype=np.float64)
-  n_rel = hits[:, -1]
-  precision_sum = np.sum(np.where(rel, hits / ranks, 0.0), axis=1)
-  return np.where(n_rel > 0, precision_sum / np.maximum(n_rel, 1), 0.0)
-
-
-def _check_topk(topk: int | None, n_db: int, what: str) -> int:
-  if topk is None:
-    return n_db
-  if not 1 <= topk <= n_db:
-    raise ValueError(f'{what}={topk} must lie in [1, {n_db}] (the database size); '
-                     'use None for the whole database.')
-  return topk
+def _radius_metrics(hist: np.ndarray, rel_hist: np.ndarray):
+  """Per query and radius r = 0..bits: precision and recall of the items at distance <= r."""
+  within = np.cumsum(hist, axis=1)
+  hits = np.cumsum(rel_hist, axis=1)
+  precision = np.where(within > 0, hits / np.maximum(within, 1), 0.0)
+  total_rel = hits[:, -1:]
+  recall = np.where(total_rel > 0, hits / np.maximum(total_rel, 1), 0.0)
+  return precision, recall
 
 
 def retrieval_metrics(query_codes, database_codes, query_labels, database_labels, *,
                       topk: int | None = None, precision_at: int | None = 1000,
-                      radius: int = 2) -> dict[str, float]:
-  """mAP@topk, precision of the top `precision_at` and precision within `radius` in one pass.
+                      radius: int = 2, curves: bool = False,
+                      curve_points: Sequence[int] | None = None) -> dict:
+  """All ranking metrics in one pass over the database.
 
   Args:
     query_codes: 0/1 codes [q, bits].
@@ -129,29 +259,56 @@ def retrieval_metrics(query_codes, database_codes, query_labels, database_labels
     topk: K of mAP@K; None ranks the whole database (mAP@ALL).
     precision_at: N of precision@N; None skips it, and N larger than the database is
       clipped to the database size.
-    radius: Hamming radius r of the radius precision (items at distance <= r; a query
-      retrieving nothing scores 0).
+    radius: Hamming radius r of the radius precision and recall.
+    curves: also return the curves: precision@N over `curve_points`, and precision and
+      recall within every radius 0..bits (the PR curve).
+    curve_points: the N of the precision@N curve (default 1, 5, 10, 20, 50, 100, then
+      every 100 up to 1,000, clipped to the database size).
 
   Returns:
-    {'map', 'precision_at_<N>', 'precision_radius_<r>'} as Python floats.
+    {'map', 'map_tie_aware', 'precision_at_<N>', 'precision_radius_<r>',
+    'recall_radius_<r>'} as Python floats; with `curves`, also 'precision_at_n'
+    {'n': [...], 'precision': [...]} and 'radius_curve' {'radius': [0..bits],
+    'precision': [...], 'recall': [...]}.
   """
   q, d, ql, dl = _check_inputs(query_codes, database_codes, query_labels, database_labels)
-  topk = _check_topk(topk, len(d), 'topk')
-  n_at = None if precision_at is None else min(precision_at, len(d))
-  ap, p_at, p_radius = [], [], []
-  for sorted_rel, dist, rel in _ranked_chunks(q, d, ql, dl):
-    ap.append(_average_precision(sorted_rel, topk))
-    if n_at is not None:
-      p_at.append(np.mean(sorted_rel[:, :n_at], axis=1))
-    within = dist <= radius
-    n_within = within.sum(axis=1)
-    n_hit = (within & rel).sum(axis=1)
-    p_radius.append(np.where(n_within > 0, n_hit / np.maximum(n_within, 1), 0.0))
-  out = {'map': float(np.mean(np.concatenate(ap)))}
+  n_db, bits = len(d), q.shape[1]
+  topk = _check_count(topk, n_db, 'topk')
+  if not isinstance(radius, (int, np.integer)) or radius < 0:
+    raise ValueError(f'radius={radius} must be a non-negative integer.')
+  n_at = None if precision_at is None else min(_check_count_positive(precision_at), n_db)
+  points = []
+  if curves:
+    points = sorted({min(n, n_db) for n in (curve_points or _default_curve_points())})
+  ns = sorted({*points, *([n_at] if n_at else [])})
+  chunks = _ranking_results(q, d, ql, dl, topk, ns)
+  cat = lambda field: np.concatenate([getattr(c, field) for c in chunks])
+  p_at = cat('precision_at')
+  precision_r, recall_r = _radius_metrics(cat('hist'), cat('rel_hist'))
+  r = min(radius, bits)
+  out = {'map': float(np.mean(cat('ap'))),
+         'map_tie_aware': float(np.mean(cat('ap_tie_aware')))}
   if n_at is not None:
-    out[f'precision_at_{precision_at}'] = float(np.mean(np.concatenate(p_at)))
-  out[f'precision_radius_{radius}'] = float(np.mean(np.concatenate(p_radius)))
+    out[f'precision_at_{precision_at}'] = float(np.mean(p_at[:, ns.index(n_at)]))
+  out[f'precision_radius_{radius}'] = float(np.mean(precision_r[:, r]))
+  out[f'recall_radius_{radius}'] = float(np.mean(recall_r[:, r]))
+  if curves:
+    out['precision_at_n'] = {
+        'n': points, 'precision': [float(np.mean(p_at[:, ns.index(n)])) for n in points]}
+    out['radius_curve'] = {'radius': list(range(bits + 1)),
+                           'precision': np.mean(precision_r, axis=0).tolist(),
+                           'recall': np.mean(recall_r, axis=0).tolist()}
   return out
+
+
+def _check_count_positive(n) -> int:
+  if not isinstance(n, (int, np.integer)) or n < 1:
+    raise ValueError(f'precision_at={n} must be a positive integer (or None).')
+  return int(n)
+
+
+def _default_curve_points() -> list[int]:
+  return [1, 5, 10, 20, 50, *range(100, 1001, 100)]
 
 
 def mean_average_precision(query_codes, database_codes, query_labels, database_labels,
@@ -172,14 +329,25 @@ def mean_average_precision(query_codes, database_codes, query_labels, database_l
                            topk=topk, precision_at=None)['map']
 
 
+def tie_aware_map(query_codes, database_codes, query_labels, database_labels,
+                  topk: int | None = None) -> float:
+  """Tie-aware mAP@topk: AP averaged over every order of items at equal distance."""
+  return retrieval_metrics(query_codes, database_codes, query_labels, database_labels,
+                           topk=topk, precision_at=None)['map_tie_aware']
+
+
 def bit_balance(codes) -> float:
   """Mean over bits of max(#ones, #zeros) / min(#ones, #zeros); 1.0 is perfectly balanced.
 
   A bit that is constant over all codes makes the ratio infinite (DAH paper, Table 5).
   """
+  return float(np.mean(per_bit_balance(codes)))
+
+
+def per_bit_balance(codes) -> np.ndarray:
+  """max(#ones, #zeros) / min(#ones, #zeros) of each bit [bits] (inf for a constant bit)."""
   codes = np.asarray(codes)
   ones = codes.sum(axis=0).astype(np.float64)
   zeros = len(codes) - ones
   with np.errstate(divide='ignore'):
-    ratio = np.maximum(ones, zeros) / np.minimum(ones, zeros)
-  return float(np.mean(ratio))
+    return np.maximum(ones, zeros) / np.minimum(ones, zeros)

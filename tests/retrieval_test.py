@@ -1,5 +1,8 @@
 """Tests of dahjax.retrieval against a plain NumPy reference on codes with many ties."""
 
+import itertools
+import math
+
 import numpy as np
 import pytest
 
@@ -105,7 +108,8 @@ def test_perfect_codes_score_one():
   d = np.repeat(np.eye(4, dtype=np.uint8), 5, axis=0)
   labels = d.copy()
   m = retrieval.retrieval_metrics(d, d, labels, labels, precision_at=5, radius=0)
-  assert m == {'map': 1.0, 'precision_at_5': 1.0, 'precision_radius_0': 1.0}
+  assert m == {'map': 1.0, 'map_tie_aware': 1.0, 'precision_at_5': 1.0,
+               'precision_radius_0': 1.0, 'recall_radius_0': 1.0}
 
 
 def test_radius_with_no_results_scores_zero():
@@ -136,3 +140,115 @@ def test_bad_inputs(change, match):
 def test_topk_larger_than_database():
   with pytest.raises(ValueError, match='database size'):
     retrieval.mean_average_precision(*random_case(0), topk=58)
+
+
+def test_more_bad_inputs():
+  q, d, ql, dl = random_case(0)
+  with pytest.raises(ValueError, match='2-D'):
+    retrieval.mean_average_precision(q[0], d, ql, dl)
+  with pytest.raises(ValueError, match='classes'):
+    retrieval.mean_average_precision(q, d, ql[:, :2], dl)
+  with pytest.raises(ValueError, match='no queries'):
+    retrieval.mean_average_precision(q[:0], d, ql[:0], dl)
+  with pytest.raises(ValueError, match='precision_at=0'):
+    retrieval.retrieval_metrics(q, d, ql, dl, precision_at=0)
+  with pytest.raises(ValueError, match='radius=-1'):
+    retrieval.retrieval_metrics(q, d, ql, dl, radius=-1)
+  with pytest.raises(ValueError, match='at most 255|max 255'):
+    retrieval.mean_average_precision(np.zeros((1, 256)), np.zeros((2, 256)), ql[:1],
+                                     dl[:2])
+
+
+def tie_orders(dist):
+  """Every order of the database that sorts by distance, ties in any order."""
+  buckets = [list(np.flatnonzero(dist == v)) for v in sorted(set(dist))]
+  for parts in itertools.product(*(itertools.permutations(b) for b in buckets)):
+    yield [j for part in parts for j in part]
+
+
+def reference_tie_aware(q, d, ql, dl, topk=None):
+  """Expected precision sum over tie orders / expected relevant count, per query."""
+  out = []
+  for i in range(len(q)):
+    dist = (q[i] != d).sum(1)
+    rel = (dl @ ql[i]) > 0
+    precision_sums, counts = [], []
+    for order in tie_orders(dist):
+      r = rel[order][:topk or len(d)]
+      hits = np.cumsum(r)
+      precision_sums.append(np.sum(np.where(r, hits / np.arange(1, len(r) + 1), 0)))
+      counts.append(r.sum())
+    out.append(np.mean(precision_sums) / np.mean(counts) if np.mean(counts) else 0.0)
+  return float(np.mean(out))
+
+
+@pytest.mark.parametrize('seed', range(4))
+@pytest.mark.parametrize('topk', [None, 3, 5])
+def test_tie_aware_map_matches_enumeration_of_tie_orders(seed, topk):
+  # 8 items on 3 bits: big buckets, and few enough orders to enumerate.
+  q, d, ql, dl = random_case(seed, nq=3, nd=8, bits=3, multi_label=seed % 2 == 1)
+  got = retrieval.tie_aware_map(q, d, ql, dl, topk=topk)
+  np.testing.assert_allclose(got, reference_tie_aware(q, d, ql, dl, topk), rtol=1e-10)
+
+
+def test_tie_aware_known_value():
+  # Distances 0, 1, 1, 2 with relevance 1, 0, 1, 1: the tied pair at distance 1 in
+  # either order gives AP (1 + 2/3 + 3/4) / 3 or (1 + 2/2 + 3/4) / 3.
+  q = np.array([[0, 0]])
+  d = np.array([[0, 0], [1, 0], [0, 1], [1, 1]])
+  ql = np.array([[1, 0]])
+  dl = np.array([[1, 0], [0, 1], [1, 0], [1, 0]])
+  m = retrieval.retrieval_metrics(q, d, ql, dl, precision_at=None)
+  assert m['map'] == pytest.approx((1 + 2 / 3 + 3 / 4) / 3)
+  assert m['map_tie_aware'] == pytest.approx((1 + (2 / 3 + 1) / 2 + 3 / 4) / 3)
+  # Without ties both definitions agree.
+  d2 = np.array([[0, 0], [1, 0], [1, 1], [1, 1]])
+  m2 = retrieval.retrieval_metrics(q, d2[:3], ql, dl[:3], precision_at=None)
+  assert m2['map'] == pytest.approx(m2['map_tie_aware'])
+
+
+def reference_radius(q, d, ql, dl, r):
+  precision, recall = [], []
+  for i in range(len(q)):
+    dist = (q[i] != d).sum(1)
+    rel = (dl @ ql[i]) > 0
+    inside = dist <= r
+    precision.append(rel[inside].mean() if inside.any() else 0.0)
+    recall.append(rel[inside].sum() / rel.sum() if rel.any() else 0.0)
+  return float(np.mean(precision)), float(np.mean(recall))
+
+
+@pytest.mark.parametrize('multi_label', [False, True])
+def test_curves_match_reference(monkeypatch, multi_label):
+  monkeypatch.setattr(retrieval, '_CHUNK_CELLS', 57 * 3)
+  q, d, ql, dl = random_case(11, bits=5, multi_label=multi_label)
+  m = retrieval.retrieval_metrics(q, d, ql, dl, radius=1, curves=True,
+                                  curve_points=[1, 2, 7, 30, 57, 100])
+  assert m['precision_at_n']['n'] == [1, 2, 7, 30, 57]  # 100 clipped to 57.
+  for n, p in zip(m['precision_at_n']['n'], m['precision_at_n']['precision']):
+    np.testing.assert_allclose(p, reference_precision_at(q, d, ql, dl, n), rtol=1e-12)
+  assert m['radius_curve']['radius'] == list(range(6))
+  for r in range(6):
+    want_p, want_r = reference_radius(q, d, ql, dl, r)
+    np.testing.assert_allclose(m['radius_curve']['precision'][r], want_p, rtol=1e-12)
+    np.testing.assert_allclose(m['radius_curve']['recall'][r], want_r, rtol=1e-12)
+  want_p, want_r = reference_radius(q, d, ql, dl, 1)
+  np.testing.assert_allclose(m['precision_radius_1'], want_p, rtol=1e-12)
+  np.testing.assert_allclose(m['recall_radius_1'], want_r, rtol=1e-12)
+  # Recall within the largest radius is 1 for every query with a relevant item.
+  has_rel = ((ql @ dl.T) > 0).any(1)
+  np.testing.assert_allclose(m['radius_curve']['recall'][-1], has_rel.mean())
+
+
+@pytest.mark.parametrize('bits', [8, 64])
+def test_partial_sort_for_topk_equals_full_sort(bits):
+  """mAP@K sorts only the items up to the K-th item's distance; same as a full sort."""
+  q, d, ql, dl = random_case(3, nq=20, nd=400, bits=bits, classes=5)
+  for k in (1, 17, 100, 399):
+    np.testing.assert_allclose(retrieval.mean_average_precision(q, d, ql, dl, topk=k),
+                               reference_map(q, d, ql, dl, k), rtol=1e-12)
+
+
+def test_per_bit_balance():
+  codes = np.array([[1, 1, 0], [0, 1, 0], [0, 1, 1], [1, 0, 1]])
+  np.testing.assert_allclose(retrieval.per_bit_balance(codes), [1, 3, 1])
