@@ -16,6 +16,9 @@ def get_config() -> ml_collections.ConfigDict:
       bits=48, num_classes=10,
       attention='cbam',   # 'none': NoneA-DAH.
       conv_impl='auto',   # 'auto': shifted slices on the CPU, XLA's conv elsewhere.
+      # torchvision's ImageNet ResNet18 weights (.npz, .safetensors, .pth) to start
+      # dpfah_resnet18's backbone from; '': random initialisation.
+      pretrained='',
   ))
 
   config.loss_name = 'dah'

@@ -27,31 +27,53 @@ from dahjax import models
 from dahjax import parallel
 from dahjax.data import input_data
 from dahjax.data import pipeline
+from dahjax.models import pretrained
 
 
 class TrainState(train_state.TrainState):
   batch_stats: Any
 
 
+OPTIMIZERS = ('adam', 'rmsprop')
+
+
 def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  """Adam (DAH, SPEC 2.4) or RMSProp with weight decay (DPFAH, SPEC 3.4).
+
+  RMSProp follows PyTorch's `torch.optim.RMSprop`, which DPFAH's code base uses: squared
+  gradient averages with `decay` (PyTorch's alpha, 0.99), eps added outside the square
+  root, and weight decay added to the gradient (L2, not decoupled).
+  """
   opt = config.optimizer
   if opt.name == 'adam':
     if opt.weight_decay:
       return optax.adamw(opt.learning_rate, b1=opt.b1, b2=opt.b2,
                          weight_decay=opt.weight_decay)
     return optax.adam(opt.learning_rate, b1=opt.b1, b2=opt.b2)
-  raise ValueError(f'Unknown optimizer {opt.name!r}; valid optimizers: adam.')
+  if opt.name == 'rmsprop':
+    rmsprop = optax.rmsprop(opt.learning_rate, decay=opt.get('decay', 0.99),
+                            eps=opt.get('eps', 1e-8), eps_in_sqrt=False)
+    if opt.weight_decay:
+      return optax.chain(optax.add_decayed_weights(opt.weight_decay), rmsprop)
+    return rmsprop
+  raise ValueError(f'Unknown optimizer {opt.name!r}; valid optimizers: '
+                   f'{", ".join(OPTIMIZERS)}.')
 
 
 def create_model(config: ml_collections.ConfigDict):
-  return models.create_model(config.model_name, **config.model.to_dict())
+  return models.create_model(config.model_name, **models.model_kwargs(config.model))
 
 
 def create_train_state(rng: jax.Array, config: ml_collections.ConfigDict, model,
                        image_size: int) -> TrainState:
+  weights = config.model.get('pretrained')
+  if weights:
+    pretrained.check(config.model_name, weights)
   # Jitted: initialising a deep model op by op is slow on the CPU.
   init = jax.jit(functools.partial(model.init, train=False))
   variables = init(rng, jnp.zeros((1, image_size, image_size, 3)))
+  if weights:
+    variables = pretrained.load_pretrained(weights, variables)
   return TrainState.create(apply_fn=model.apply, params=variables['params'],
                            batch_stats=variables.get('batch_stats', {}),
                            tx=create_optimizer(config))

@@ -14,11 +14,14 @@ from dahjax import parallel
 from dahjax.data import pipeline
 from dahjax.data import protocols
 from dahjax.data import sources
+from dahjax.models import pretrained
 
 
 def validate(config: ml_collections.ConfigDict, workdir: str) -> None:
   """Raises ValueError/FileNotFoundError for a bad config or workdir; creates the workdir."""
-  models.create_model(config.model_name, **config.model.to_dict())
+  models.create_model(config.model_name, **models.model_kwargs(config.model))
+  if config.model.get('pretrained'):
+    pretrained.check(config.model_name, config.model.pretrained)
   losses.get_loss(config.loss_name)
   protocols.get_protocol(config.data.protocol)
   if config.data.source not in sources.SOURCE_NAMES:

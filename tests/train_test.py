@@ -116,3 +116,31 @@ def test_num_classes_mismatch_is_explained(tiny_config, tmp_path):
   tiny_config.batch_size = 20
   with pytest.raises(ValueError, match='num_classes=3'):
     train.train_and_evaluate(tiny_config, str(tmp_path))
+
+
+def test_rmsprop_follows_pytorch_rmsprop():
+  """RMSProp with weight decay as torch.optim.RMSprop computes it, written out in NumPy."""
+  import ml_collections
+  import optax
+  cfg = ml_collections.ConfigDict({'optimizer': dict(
+      name='rmsprop', learning_rate=1e-2, weight_decay=1e-2, decay=0.99, eps=1e-8)})
+  tx = train.create_optimizer(cfg)
+  w = np.random.default_rng(0).normal(size=5)
+  params = jax.numpy.asarray(w, jax.numpy.float32)
+  state = tx.init(params)
+  square_avg = np.zeros(5)
+  for i in range(6):
+    g = np.cos(np.arange(5) + i)
+    updates, state = tx.update(jax.numpy.asarray(g, jax.numpy.float32), state, params)
+    params = optax.apply_updates(params, updates)
+    g = g + 1e-2 * w                       # weight_decay: L2 on the gradient.
+    square_avg = 0.99 * square_avg + 0.01 * g * g
+    w = w - 1e-2 * g / (np.sqrt(square_avg) + 1e-8)
+  np.testing.assert_allclose(params, w, rtol=1e-5, atol=1e-6)
+
+
+def test_unknown_optimizer():
+  import ml_collections
+  cfg = ml_collections.ConfigDict({'optimizer': dict(name='lamb', learning_rate=1.0)})
+  with pytest.raises(ValueError, match='adam, rmsprop'):
+    train.create_optimizer(cfg)

@@ -24,6 +24,15 @@ def model_names() -> list[str]:
   return sorted(_MODELS)
 
 
+def model_kwargs(model_config: Any) -> dict[str, Any]:
+  """`config.model` as `create_model` keyword arguments.
+
+  Leaves out `pretrained`, a weights file that training loads into the initial
+  variables (`pretrained.load_pretrained`) rather than a module attribute.
+  """
+  return {k: v for k, v in model_config.to_dict().items() if k != 'pretrained'}
+
+
 def create_model(name: str, **kwargs: Any) -> nn.Module:
   """Builds model `name` with `kwargs`; raises listing the valid names."""
   if name not in _MODELS:
