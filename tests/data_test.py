@@ -1,12 +1,15 @@
 """Tests of the data sources, protocols, samplers and pipelines."""
 
+import dataclasses
 import json
 import os
 
+import ml_collections
 import numpy as np
 from PIL import Image
 import pytest
 
+from dahjax.data import input_data
 from dahjax.data import pipeline
 from dahjax.data import protocols
 from dahjax.data import sources
@@ -50,7 +53,7 @@ def test_dah_protocol_and_saved_splits(tiny_folder, tmp_path):
   assert len(splits['train']) == 24 and len(splits['query']) == 12
   np.testing.assert_array_equal(splits['train'], splits['database'])
   assert all(pool.ids[i].startswith('test/') for i in splits['query'])
-  saved = json.load(open(tmp_path / protocols.SPLITS_FILE))
+  saved = json.loads((tmp_path / protocols.SPLITS_FILE).read_text())
   assert saved['protocol'] == 'dah_cifar10' and len(saved['splits']['query']) == 12
   again = protocols.load_or_create_splits(pool, 'dah_cifar10', 0, str(tmp_path))
   for k in splits:
@@ -139,3 +142,242 @@ def test_eval_batches_pad_and_keep_order(tiny_folder):
   assert all(images.shape == (5, 32, 32, 3) for images, _ in batches)
   np.testing.assert_array_equal(batches[1][0][0],
                                 pipeline.to_model_input(pool.load_image(idx[5]), 32))
+
+
+# List files (the field's `path l_1 ... l_C` format), multi-label.
+
+
+def _write_image(path, seed=0, fmt='JPEG'):
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  rng = np.random.default_rng(seed)
+  Image.fromarray(rng.integers(0, 256, (12, 10, 3), dtype=np.uint8)).save(path, fmt)
+
+
+def _write_list(path, rows):
+  with open(path, 'w') as f:
+    f.writelines(f'{p} {" ".join(str(v) for v in labels)}\n' for p, labels in rows)
+
+
+@pytest.fixture
+def list_root(tmp_path):
+  """An image root with 8 images of 4 labels, listed multi-label with a blank line."""
+  rows = [(f'images/{k // 4}/{k}.jpg', [int(k % 4 == c or (k + 1) % 4 == c and k % 3 == 0)
+                                        for c in range(4)]) for k in range(8)]
+  rows[5] = (rows[5][0], [0, 0, 0, 0])  # An image with no label at all.
+  for k, (path, _) in enumerate(rows):
+    _write_image(str(tmp_path / path), seed=k)
+  _write_list(tmp_path / 'all.txt', rows[:4])
+  with open(tmp_path / 'all.txt', 'a') as f:
+    f.write('\n')
+  with open(tmp_path / 'all.txt', 'a') as f:
+    f.writelines(f'{p} {" ".join(map(str, l))}\n' for p, l in rows[4:])
+  return tmp_path, rows
+
+
+def test_list_file_source_reads_multilabel_rows(list_root):
+  root, rows = list_root
+  src = sources.get_source('list_file', data_dir=str(root), split='all',
+                           list_files={'all': 'all.txt'})
+  assert src.ids == [p for p, _ in rows]
+  np.testing.assert_array_equal(src.labels, [l for _, l in rows])
+  assert src.labels.dtype == np.uint8 and src.labels[0].sum() == 2  # Multi-label row.
+  assert src.labels[5].sum() == 0
+  assert src.class_names == ['class_0', 'class_1', 'class_2', 'class_3']
+  img = src.load_image(3)
+  assert img.shape == (12, 10, 3) and img.dtype == np.uint8
+  (root / 'names.txt').write_text('a\nb\nc\nd\n')
+  named = sources.get_source('list_file', data_dir=str(root), split='all',
+                             list_files={'all': str(root / 'all.txt')},  # Absolute.
+                             class_names_file='names.txt')
+  assert named.class_names == ['a', 'b', 'c', 'd']
+
+
+def test_list_file_errors_say_where(list_root):
+  root, rows = list_root
+  kw = dict(data_dir=str(root), split='all')
+  with pytest.raises(FileNotFoundError, match=r"nope.txt' of split 'all' does not "
+                     r'exist.*split=path'):
+    sources.get_source('list_file', list_files={'all': 'nope.txt'}, **kw)
+  with pytest.raises(ValueError, match='No list file for split'):
+    sources.get_source('list_file', list_files={'train': 'all.txt'}, **kw)
+  _write_list(root / 'short.txt', rows[:2] + [(rows[2][0], [0, 1, 0])])
+  with pytest.raises(ValueError, match=r'short.txt:3: 3 labels after the path, expected '
+                     r'4 as on line 1'):
+    sources.get_source('list_file', list_files={'all': 'short.txt'}, **kw)
+  (root / 'names.txt').write_text('a\nb\nc\n')
+  with pytest.raises(ValueError, match=r'all.txt:1: 4 labels .* expected the 3 classes '
+                     'of names.txt'):
+    sources.get_source('list_file', list_files={'all': 'all.txt'},
+                       class_names_file='names.txt', **kw)
+  with pytest.raises(FileNotFoundError, match='Class names file'):
+    sources.get_source('list_file', list_files={'all': 'all.txt'},
+                       class_names_file='missing.txt', **kw)
+  _write_list(root / 'bad.txt', rows[:1] + [(rows[1][0], [0, 2, 0, 1])])
+  with pytest.raises(ValueError, match=r'bad.txt:2: labels must be 0 or 1, got 0 2 0 1'):
+    sources.get_source('list_file', list_files={'all': 'bad.txt'}, **kw)
+  # Missing images: the first or last line at once, any other when it is loaded.
+  _write_list(root / 'gone.txt', rows[:2] + [('images/none.jpg', rows[0][1])] + rows[3:])
+  src = sources.get_source('list_file', list_files={'all': 'gone.txt'}, **kw)
+  with pytest.raises(FileNotFoundError, match=r"none.jpg' \(line 3 of .*gone.txt\) does "
+                     r'not exist.*relative to the image root'):
+    src.load_image(2)
+  with pytest.raises(FileNotFoundError, match='line 1 of'):
+    sources.get_source('list_file', data_dir=str(root / 'images'), split='all',
+                       list_files={'all': str(root / 'all.txt')})
+
+
+def test_parse_list_files():
+  assert sources.parse_list_files(' train = a.txt,test=b/c.txt ', None) == {
+      'train': 'a.txt', 'test': 'b/c.txt'}
+  assert sources.parse_list_files('', ('train', 'test')) == {
+      'train': 'train.txt', 'test': 'test.txt'}
+  assert sources.parse_list_files('x=1,train=t,test=q', ('train', 'test')) == {
+      'train': 't', 'test': 'q'}
+  with pytest.raises(ValueError, match="'train' is not split=path"):
+    sources.parse_list_files('train', None)
+  with pytest.raises(ValueError, match="names split 'a' twice"):
+    sources.parse_list_files('a=1,a=2', None)
+  with pytest.raises(ValueError, match='names no list for database'):
+    sources.parse_list_files('train=a,test=b', ('train', 'test', 'database'))
+  with pytest.raises(ValueError, match='pools every list file'):
+    sources.parse_list_files('', None)
+
+
+@dataclasses.dataclass
+class _ArraySource:
+  """An in-memory source: ids and labels only."""
+  ids: list
+  labels: np.ndarray
+
+  def __post_init__(self):
+    self.class_names = [f'class_{c}' for c in range(self.labels.shape[1])]
+
+  def __len__(self):
+    return len(self.ids)
+
+
+def _nuswide_like(n, seed=0, num_classes=21):
+  """n images with 1 to 3 labels each, class frequencies falling with the class index."""
+  rng = np.random.default_rng(seed)
+  # Gumbel top-k: per row, k classes drawn without replacement with weights 1 / (c + 1).
+  scores = -np.log(np.arange(1, num_classes + 1)) + rng.gumbel(size=(n, num_classes))
+  ranks = np.argsort(np.argsort(-scores, axis=1), axis=1)
+  labels = (ranks < rng.integers(1, 4, size=(n, 1))).astype(np.uint8)
+  return [f'img/{i:06d}.jpg' for i in range(n)], labels
+
+
+def test_nuswide21_draw():
+  ids, labels = _nuswide_like(60000)
+  pool = protocols.Pool({'all': _ArraySource(ids, labels)})
+  spec = protocols.get_protocol('nuswide21')
+  assert spec.map_topk == 5000 and spec.source_splits is None
+  s = spec.make_splits(pool, 3)
+  assert len(s['query']) == 2100 and len(s['train']) == 10500
+  assert len(set(s['query'])) == 2100 and len(set(s['train'])) == 10500
+  assert not set(s['query']) & set(s['database'])
+  assert set(s['train']) <= set(s['database'])  # Training images stay in the database.
+  assert len(s['query']) + len(s['database']) == 60000
+  assert (labels[s['query']].sum(0) >= 100).all()
+  assert (labels[s['train']].sum(0) >= 500).all()
+  again = spec.make_splits(pool, 3)
+  other = spec.make_splits(pool, 4)
+  for k in s:
+    np.testing.assert_array_equal(s[k], again[k])
+  assert not np.array_equal(s['query'], other['query'])
+  # The same images spread over two lists in another order, one listed twice, give
+  # the same images in every split.
+  order = np.random.default_rng(0).permutation(60000)
+  a, b = order[:25000], order[25000:]
+  twice = np.concatenate([b, a[:10]])
+  split_pool = protocols.Pool({
+      'x': _ArraySource([ids[i] for i in a], labels[a]),
+      'y': _ArraySource([ids[i] for i in twice], labels[twice])})
+  s2 = spec.make_splits(split_pool, 3)
+  for k in s:
+    assert sorted(split_pool.ids[i] for i in s2[k]) == sorted(ids[i] for i in s[k])
+
+
+def test_nuswide21_refuses_too_few_or_wrong_labels():
+  ids, labels = _nuswide_like(3000)
+  with pytest.raises(ValueError, match=r'Class \d+ has \d+ images left to draw queries '
+                     'from, fewer than the 100'):
+    protocols.get_protocol('nuswide21').make_splits(
+        protocols.Pool({'all': _ArraySource(ids, labels)}), 0)
+  ids, labels = _nuswide_like(100, num_classes=5)
+  with pytest.raises(ValueError,
+                     match='needs the 21 NUS-WIDE labels, but the lists have 5'):
+    protocols.get_protocol('nuswide21').make_splits(
+        protocols.Pool({'all': _ArraySource(ids, labels)}), 0)
+  ids, labels = _nuswide_like(10)
+  labels2 = labels.copy()
+  labels2[0] = 1 - labels2[0]
+  with pytest.raises(ValueError, match='listed twice with different labels'):
+    protocols.get_protocol('nuswide21').make_splits(protocols.Pool({
+        'a': _ArraySource(ids, labels), 'b': _ArraySource(ids[:1], labels2[:1])}), 0)
+
+
+def _list_config(root, protocol, list_files, num_classes):
+  return ml_collections.ConfigDict({
+      'model': {'num_classes': num_classes},
+      'data': {'source': 'list_file', 'protocol': protocol, 'data_dir': str(root),
+               'list_files': list_files, 'split_seed': 0}})
+
+
+def test_nuswide21_from_list_files_and_saved_splits(tmp_path, monkeypatch):
+  monkeypatch.setattr(protocols, 'NUSWIDE21_QUERIES_PER_CLASS', 2)
+  monkeypatch.setattr(protocols, 'NUSWIDE21_TRAIN_PER_CLASS', 3)
+  rows = [(f'im/{k}.png', [int(c in (k % 21, (k + 5) % 21)) for c in range(21)])
+          for k in range(160)]
+  for k, (path, _) in enumerate(rows):
+    _write_image(str(tmp_path / path), seed=k, fmt='PNG')
+  _write_list(tmp_path / 'database.txt', rows[:150])
+  _write_list(tmp_path / 'test.txt', rows[140:])  # Ten images listed in both.
+  config = _list_config(tmp_path, 'nuswide21', 'database=database.txt,test=test.txt', 21)
+  workdir = tmp_path / 'work'
+  os.makedirs(workdir)
+  data = input_data.prepare(config, str(workdir))
+  s = data.splits
+  assert len(s['query']) == 42 and len(s['train']) == 63 and len(s['database']) == 118
+  assert data.protocol.map_topk == 5000
+  assert len({data.pool.ids[i] for i in s['database']}) == 118
+  again = input_data.prepare(config, str(workdir))
+  for k in s:
+    np.testing.assert_array_equal(s[k], again.splits[k])
+  img = data.pool.load_image(int(s['query'][0]))
+  assert img.shape == (12, 10, 3) and img.dtype == np.uint8
+
+
+def test_lists_protocol_takes_the_lists_as_given(list_root, tmp_path):
+  root, rows = list_root
+  _write_list(root / 'train.txt', rows[:3])
+  _write_list(root / 'test.txt', rows[6:])
+  _write_list(root / 'database.txt', rows[:6])  # Holds the training images.
+  config = _list_config(root, 'lists', '', 4)  # Default: <data_dir>/<split>.txt.
+  workdir = tmp_path / 'work'
+  os.makedirs(workdir)
+  data = input_data.prepare(config, str(workdir))
+  ids = lambda k: [data.pool.ids[i] for i in data.splits[k]]
+  assert ids('train') == [p for p, _ in rows[:3]]
+  assert ids('query') == [p for p, _ in rows[6:]]
+  assert ids('database') == [p for p, _ in rows[:6]]
+  assert data.protocol.map_topk is None
+  np.testing.assert_array_equal(data.pool.labels[data.splits['query']],
+                                [l for _, l in rows[6:]])
+  again = input_data.prepare(config, str(workdir))
+  for k in data.splits:
+    np.testing.assert_array_equal(data.splits[k], again.splits[k])
+  config.data.list_files = 'train=train.txt,test=test.txt'
+  with pytest.raises(ValueError, match='names no list for database'):
+    input_data.prepare(config, None)
+
+
+def test_protocol_source_mismatch_is_explained(tiny_folder):
+  config = ml_collections.ConfigDict({
+      'model': {'num_classes': 3},
+      'data': {'source': 'image_folder', 'protocol': 'imagenet100',
+               'data_dir': tiny_folder, 'split_seed': 0}})
+  with pytest.raises(ValueError, match='--config.data.source=imagenet100'):
+    input_data.prepare(config, None)
+  config.data.protocol = 'nuswide21'
+  with pytest.raises(ValueError, match='--config.data.source=list_file'):
+    input_data.prepare(config, None)

@@ -1,12 +1,24 @@
-"""Builds a run's data from its config: the source splits pooled, and the protocol's splits."""
+"""Builds a run's data from its config: the source splits pooled, and the protocol's splits.
+
+`config.data` fields read here beyond the basic ones (each with a default, so configs
+without them keep working):
+
+  list_files          source list_file: 'split=path,...' (see `sources`); '' means
+                      <data_dir>/<split>.txt for each split the protocol reads.
+  class_names_file    source list_file: class names, one a line; '' means class_<c>.
+  imagenet100_config  source imagenet100: 'resized256' (default) or 'original'.
+"""
 
 import dataclasses
 import os
+from typing import Any
 
 import ml_collections
 import numpy as np
 
+from dahjax.data import imagenet100_lists
 from dahjax.data import protocols
+from dahjax.data import sources
 
 
 @dataclasses.dataclass
@@ -25,14 +37,43 @@ def resolve_data_dir(data_dir: str) -> str:
   return os.path.abspath(os.path.expanduser(data_dir)) if data_dir else data_dir
 
 
+def source_args(cfg: ml_collections.ConfigDict
+                ) -> tuple[tuple[str, ...], dict[str, Any]]:
+  """The source splits the run reads and the source's keyword arguments.
+
+  Raises:
+    ValueError: the protocol does not work with the source, or the list files named
+      do not fit the protocol.
+  """
+  protocol = protocols.get_protocol(cfg.protocol)
+  if protocol.sources and cfg.source not in protocol.sources:
+    raise ValueError(f'Protocol {cfg.protocol!r} reads the source '
+                     f'{" or ".join(protocol.sources)}, not {cfg.source!r}; set '
+                     f'--config.data.source={protocol.sources[0]}.')
+  splits = protocol.source_splits
+  kwargs = {}
+  if cfg.source == 'tfds':
+    kwargs = {'name': cfg.tfds_name, 'download': cfg.tfds_download}
+  elif cfg.source == 'imagenet100':
+    kwargs = {'config': cfg.get('imagenet100_config', imagenet100_lists.DEFAULT_CONFIG)}
+  elif cfg.source == 'list_file':
+    list_files = sources.parse_list_files(cfg.get('list_files', ''), splits)
+    kwargs = {'list_files': list_files,
+              'class_names_file': cfg.get('class_names_file', '')}
+    splits = tuple(list_files)
+  if splits is None:
+    raise ValueError(f'Protocol {cfg.protocol!r} pools every list file, which needs '
+                     '--config.data.source=list_file.')
+  return tuple(splits), kwargs
+
+
 def prepare(config: ml_collections.ConfigDict, workdir: str | None) -> Data:
   """Reads the source named by `config.data` and draws (or reloads) the protocol's splits."""
   cfg = config.data
   protocol = protocols.get_protocol(cfg.protocol)
-  kwargs = ({'name': cfg.tfds_name, 'download': cfg.tfds_download}
-            if cfg.source == 'tfds' else {})
-  pool = protocols.build_pool(cfg.source, resolve_data_dir(cfg.data_dir),
-                              protocol.source_splits, **kwargs)
+  splits, kwargs = source_args(cfg)
+  pool = protocols.build_pool(cfg.source, resolve_data_dir(cfg.data_dir), splits,
+                              **kwargs)
   if config.model.num_classes != len(pool.class_names):
     raise ValueError(
         f'config.model.num_classes={config.model.num_classes} but the data at '

@@ -4,6 +4,31 @@ A protocol reads the splits of a source (for CIFAR-10: 'train' and 'test') poole
 together and returns index arrays into that pool for 'train', 'query' and 'database'.
 Splits drawn at random are drawn per class with a seed and saved in the workdir
 (`splits.json`, image ids per split), so a resumed or repeated run uses the same images.
+
+Protocols (`config.data.protocol`; SPEC 2.5 and 3.5):
+
+  dah_cifar10    train and database = the 'train' split, queries = 'test'; mAP@ALL.
+  dpfah_cifar10  100 queries and 500 training images per class from all images; the
+                 rest is the database; mAP@ALL.
+  imagenet100    source imagenet100. train = HashNet's 13,000 listed training images
+                 (found by file name in the 'train' split), query = the 5,000 'query'
+                 images, database = the whole 'train' split; mAP@1000.
+  nuswide21      NUS-WIDE with its 21 most frequent labels (multi-label), from every
+                 list file named in data.list_files, pooled. Images are taken once
+                 each (a path listed twice counts once) in path order. With one
+                 generator `np.random.default_rng(seed)`: for class c = 0..20 in turn,
+                 100 queries are drawn uniformly, without replacement, among the images
+                 labelled c that are not already queries; the database is every image
+                 that is not a query; then for c = 0..20 in turn, 500 training images
+                 are drawn likewise among the database images labelled c that are not
+                 already training images (they stay in the database). 2,100 queries,
+                 10,500 training images; mAP@5000.
+  lists          train, query and database exactly as the source's 'train', 'test' and
+                 'database' splits give them (DeepHash-pytorch's list files); mAP@ALL
+                 unless config.eval.topk says otherwise.
+
+A path listed in several list files (DeepHash-pytorch's train.txt is part of its
+database.txt) is one image: its id maps to its first place in the pool.
 """
 
 import dataclasses
@@ -13,6 +38,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from dahjax.data import imagenet100_lists
 from dahjax.data import sources as sources_lib
 
 SPLITS_FILE = 'splits.json'
@@ -50,10 +76,19 @@ class Pool:
 @dataclasses.dataclass(frozen=True)
 class ProtocolSpec:
   """A named protocol: the source splits it reads, how it splits them, its mAP@K."""
-  source_splits: tuple[str, ...]
+  source_splits: tuple[str, ...] | None  # None: every split the source names.
   make_splits: Callable[[Pool, int], dict[str, np.ndarray]]
   map_topk: int | None  # None: mAP@ALL.
   description: str
+  sources: tuple[str, ...] = ()  # The sources it works with; empty: any.
+
+
+def first_positions(pool: Pool) -> dict[str, int]:
+  """Image id -> its first position in the pool (ids listed twice are one image)."""
+  position = {}
+  for i, image_id in enumerate(pool.ids):
+    position.setdefault(image_id, i)
+  return position
 
 
 def _train_test(pool: Pool, seed: int) -> dict[str, np.ndarray]:
@@ -90,6 +125,92 @@ def _dpfah_cifar10(pool: Pool, seed: int) -> dict[str, np.ndarray]:
   return per_class_split(pool.labels, {'query': 100, 'train': 500}, 'database', seed)
 
 
+def _find_listed(pool: Pool, split: str, names: Sequence[str], labels: np.ndarray,
+                 what: str) -> np.ndarray:
+  """Pool indices of the listed images in `split`; raises naming any that are missing."""
+  indices = pool.indices_of(split)
+  position = {pool.ids[i]: i for i in indices}
+  missing = [n for n in names if n not in position]
+  if missing:
+    raise FileNotFoundError(
+        f'{len(missing)} of the {len(names)} ImageNet-100 {what} are not in the '
+        f'{split!r} split of the prepared data (first: {", ".join(missing[:5])}). '
+        'ImageNet-100 needs the complete ILSVRC2012 training and validation images of '
+        'its 100 classes; rebuild it from a complete copy with `python -m '
+        'dahjax.data.imagenet100`.')
+  found = np.array([position[n] for n in names], dtype=np.int64)
+  wrong = np.flatnonzero(pool.labels[found, labels] != 1)
+  if len(wrong):
+    raise ValueError(f'{len(wrong)} ImageNet-100 {what} carry another label in the data '
+                     f'than in the shipped list (first: {names[wrong[0]]}).')
+  return np.sort(found)
+
+
+def _imagenet100(pool: Pool, seed: int) -> dict[str, np.ndarray]:
+  del seed  # Fixed lists.
+  train = _find_listed(pool, 'train', *imagenet100_lists.train_list(),
+                       what='listed training images')
+  query = _find_listed(pool, 'query', *imagenet100_lists.query_list(),
+                       what='query images')
+  return {'train': train, 'query': query, 'database': pool.indices_of('train')}
+
+
+def draw_per_class(labels: np.ndarray, candidates: np.ndarray, per_class: int,
+                   rng: np.random.Generator, what: str) -> np.ndarray:
+  """Draws `per_class` images labelled c among `candidates` for c = 0, 1, ...
+
+  Multi-label: an image drawn for one class is not drawn again for a later one.
+  Candidates are taken in the order given, so the draw depends only on that order,
+  the labels and `rng`.
+  """
+  available = np.zeros(len(labels), dtype=bool)
+  available[candidates] = True
+  drawn = []
+  for c in range(labels.shape[1]):
+    members = candidates[available[candidates] & (labels[candidates, c] == 1)]
+    if len(members) < per_class:
+      raise ValueError(f'Class {c} has {len(members)} images left to draw {what} from, '
+                       f'fewer than the {per_class} the protocol draws per class.')
+    pick = rng.choice(members, size=per_class, replace=False)
+    available[pick] = False
+    drawn.append(pick)
+  return np.sort(np.concatenate(drawn))
+
+
+NUSWIDE21_QUERIES_PER_CLASS = 100
+NUSWIDE21_TRAIN_PER_CLASS = 500
+
+
+def _nuswide21(pool: Pool, seed: int) -> dict[str, np.ndarray]:
+  if pool.labels.shape[1] != 21:
+    raise ValueError(f'Protocol nuswide21 needs the 21 NUS-WIDE labels, but the lists '
+                     f'have {pool.labels.shape[1]}; use protocol "lists" for lists that '
+                     'are already split.')
+  position = first_positions(pool)
+  first = np.array([position[i] for i in pool.ids], dtype=np.int64)
+  differ = np.flatnonzero((pool.labels != pool.labels[first]).any(axis=1))
+  if len(differ):
+    raise ValueError(f'{pool.ids[differ[0]]!r} is listed twice with different labels.')
+  # In path order, so the draw does not depend on how the images are spread over lists.
+  candidates = np.array([position[i] for i in sorted(position)], dtype=np.int64)
+  rng = np.random.default_rng(seed)
+  query = draw_per_class(pool.labels, candidates, NUSWIDE21_QUERIES_PER_CLASS, rng,
+                         'queries')
+  rest = candidates[~np.isin(candidates, query)]
+  train = draw_per_class(pool.labels, rest, NUSWIDE21_TRAIN_PER_CLASS, rng,
+                         'training images')
+  database = np.sort(rest)
+  return {'train': train, 'query': query, 'database': database}
+
+
+def _lists(pool: Pool, seed: int) -> dict[str, np.ndarray]:
+  del seed  # Fixed lists.
+  position = first_positions(pool)
+  def of(split):
+    return np.array([position[pool.ids[i]] for i in pool.indices_of(split)], np.int64)
+  return {'train': of('train'), 'query': of('test'), 'database': of('database')}
+
+
 PROTOCOLS: dict[str, ProtocolSpec] = {
     'dah_cifar10': ProtocolSpec(
         ('train', 'test'), _train_test, None,
@@ -99,6 +220,19 @@ PROTOCOLS: dict[str, ProtocolSpec] = {
         ('train', 'test'), _dpfah_cifar10, None,
         'DPFAH (SPEC 3.5): from all images, 100 queries and 500 training images per '
         'class; the remaining images form the database; mAP@ALL.'),
+    'imagenet100': ProtocolSpec(
+        imagenet100_lists.SPLITS, _imagenet100, 1000,
+        'DPFAH (SPEC 3.5) ImageNet-100: the 13,000 listed training images, the 5,000 '
+        'listed queries, every training image of the 100 classes as the database; '
+        'mAP@1000.', sources=('imagenet100',)),
+    'lists': ProtocolSpec(
+        ('train', 'test', 'database'), _lists, None,
+        "The lists as given: train, queries = 'test', database; mAP@ALL."),
+    'nuswide21': ProtocolSpec(
+        None, _nuswide21, 5000,
+        'DPFAH (SPEC 3.5) NUS-WIDE, 21 labels: from all listed images, 100 queries and '
+        '500 training images per class; the database is every image but the queries '
+        'and holds the training images; mAP@5000.', sources=('list_file',)),
 }
 
 
@@ -119,7 +253,7 @@ def load_or_create_splits(pool: Pool, protocol: str, seed: int,
     if saved['protocol'] != protocol:
       raise ValueError(f'{path} holds splits of protocol {saved["protocol"]!r}, not '
                        f'{protocol!r}: use a fresh workdir for another protocol.')
-    position = {image_id: i for i, image_id in enumerate(pool.ids)}
+    position = first_positions(pool)
     missing = [i for ids in saved['splits'].values() for i in ids if i not in position]
     if missing:
       raise FileNotFoundError(f'{len(missing)} images named in {path} are not in the '
@@ -138,5 +272,6 @@ def load_or_create_splits(pool: Pool, protocol: str, seed: int,
 
 
 def build_pool(source: str, data_dir: str, splits: Sequence[str], **kwargs) -> Pool:
+  """The source's `splits`, pooled; `kwargs` go to the source (sources.get_source)."""
   return Pool({s: sources_lib.get_source(source, data_dir=data_dir, split=s, **kwargs)
                for s in splits})
