@@ -1,7 +1,10 @@
 """Evaluation: encode the query and database splits, rank by Hamming distance, report.
 
-Writes `<workdir>/eval/metrics.json` and `<workdir>/eval/codes.npz` (0/1 uint8 codes and
-0/1 labels of queries and database), and appends eval_ metrics to `metrics.jsonl`.
+Writes to `<workdir>/eval/`: `metrics.json` (scalar metrics, the precision@N and
+radius curves, and the method's name), `codes.npz` (0/1 uint8 codes and 0/1 labels of
+queries and database) and the plots `pr_curve.png`, `precision_at_n.png`,
+`precision_radius.png` and `retrieval_grid.png`; appends eval_ metrics to
+`metrics.jsonl`. Only process 0 writes.
 """
 
 import json
@@ -18,6 +21,7 @@ import numpy as np
 
 from dahjax import checkpoints
 from dahjax import parallel
+from dahjax import plots
 from dahjax import retrieval
 from dahjax.data import input_data
 from dahjax.data import pipeline
@@ -58,12 +62,71 @@ def make_encoder(model, mesh, chunk_size: int | None = None):
   return lambda variables, images: encode(variables, jax.device_put(images, sharding))
 
 
+def format_duration(seconds: float) -> str:
+  """HH:MM:SS (hours beyond 24 kept, unlike time.strftime)."""
+  seconds = max(0, int(round(seconds)))
+  return f'{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}'
+
+
+class EncodeProgress:
+  """Progress lines of a long encode, at most one every `interval` seconds.
+
+  Speed is measured from the first update on, so the first batch, which includes
+  compilation, does not distort images/s and the ETA.
+  """
+
+  def __init__(self, name: str, total: int, interval: float = 5.0,
+               clock=time.monotonic):
+    self._name, self._total, self._interval, self._clock = name, total, interval, clock
+    self._created = clock()
+    self._start, self._start_done = None, 0  # Time and images done at the first update.
+    self._last = 0.0
+
+  def _rate(self, now: float, done: int) -> float | None:
+    if self._start is None or now <= self._start or done <= self._start_done:
+      return None
+    return (done - self._start_done) / (now - self._start)
+
+  def update(self, done: int) -> str | None:
+    """Records that `done` images are encoded; returns the line logged, if any."""
+    now = self._clock()
+    if self._start is None:
+      self._start = self._last = now
+      self._start_done = done
+      return None
+    if now - self._last < self._interval or done >= self._total:
+      return None
+    self._last = now
+    rate = self._rate(now, done) or 1e-9
+    line = (f'Encoding {self._name}: {done:,}/{self._total:,} '
+            f'({100 * done / self._total:.0f}%), {rate:,.0f} images/s, '
+            f'ETA {format_duration((self._total - done) / rate)}')
+    logging.info(line)
+    return line
+
+  def finish(self, done: int) -> str:
+    """Logs and returns the closing line: images, wall time and speed."""
+    now = self._clock()
+    line = (f'Encoded {self._name}: {done:,} images in '
+            f'{format_duration(now - self._created)}')
+    rate = self._rate(now, done)
+    if rate is not None:
+      line += f' ({rate:,.0f} images/s after the first batch, which compiles)'
+    logging.info(line)
+    return line
+
+
 def encode_split(encoder, variables, pool, indices: np.ndarray, *, batch_size: int,
-                 image_size: int, num_threads: int) -> tuple[np.ndarray, float]:
-  """Codes [n, bits] of `indices` and the forward time in seconds (compilation excluded)."""
+                 image_size: int, num_threads: int, name: str = 'images',
+                 progress_every: float = 5.0) -> tuple[np.ndarray, float]:
+  """Codes [n, bits] of `indices` and the forward time in seconds (compilation excluded).
+
+  Logs progress as 'Encoding <name>: done/total ...' every `progress_every` seconds.
+  """
   batches = pipeline.eval_batches(pool, indices, batch_size=batch_size,
                                   image_size=image_size, num_threads=num_threads)
-  codes, seconds = [], 0.0
+  progress = EncodeProgress(name, len(indices), progress_every)
+  codes, seconds, done = [], 0.0, 0
   for i, (images, n) in enumerate(batches):
     if i == 0:  # Compile outside the timed region.
       jax.block_until_ready(encoder(variables, images))
@@ -71,6 +134,9 @@ def encode_split(encoder, variables, pool, indices: np.ndarray, *, batch_size: i
     out = jax.block_until_ready(encoder(variables, images))
     seconds += time.perf_counter() - start
     codes.append(np.asarray(out)[:n])
+    done += n
+    progress.update(done)
+  progress.finish(done)
   return np.concatenate(codes), seconds
 
 
@@ -113,14 +179,17 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *, state=None, mod
 
   q_idx, db_idx = data.splits['query'], data.splits['database']
   logging.info('Encoding %d database and %d query images.', len(db_idx), len(q_idx))
-  db_codes, db_seconds = encode_split(encoder, variables, data.pool, db_idx, **kwargs)
-  q_codes, _ = encode_split(encoder, variables, data.pool, q_idx, **kwargs)
+  db_codes, db_seconds = encode_split(encoder, variables, data.pool, db_idx,
+                                      name='database', **kwargs)
+  q_codes, _ = encode_split(encoder, variables, data.pool, q_idx, name='queries',
+                            **kwargs)
   q_labels, db_labels = data.pool.labels[q_idx], data.pool.labels[db_idx]
 
   topk = config.eval.topk if config.eval.topk is not None else data.protocol.map_topk
   metrics = retrieval.retrieval_metrics(
       q_codes, db_codes, q_labels, db_labels, topk=topk,
-      precision_at=config.eval.precision_at, radius=config.eval.radius)
+      precision_at=config.eval.precision_at, radius=config.eval.radius, curves=True)
+  attention = config.model.get('attention')
   metrics.update({
       'bit_balance': retrieval.bit_balance(db_codes),
       'encode_us_per_image': 1e6 * db_seconds / len(db_idx),
@@ -130,20 +199,149 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *, state=None, mod
       'num_queries': len(q_idx),
       'num_database': len(db_idx),
       'step': int(state.step),
+      'model': config.model_name,
+      'attention': attention,
+      'method': method_name(config.model_name, attention, loss_name=config.loss_name,
+                            loss=config.loss.to_dict()),
   })
+  scalars = {k: v for k, v in metrics.items()
+             if isinstance(v, (int, float)) and k != 'step'}
   if jax.process_index() == 0:
     write_outputs(workdir, metrics, q_codes, db_codes, q_labels, db_labels)
   own_writer = writer is None
   writer = writer or train.MetricWriter(workdir)
-  writer.write(metrics['step'], {f'eval_{k}': v for k, v in metrics.items()
-                                 if isinstance(v, (int, float)) and k != 'step'})
+  writer.write(metrics['step'], {f'eval_{k}': v for k, v in scalars.items()})
   if own_writer:
     writer.close()
-  logging.info('Evaluation: %s', json.dumps(metrics))
+  logging.info('Evaluation: %s', json.dumps(scalars))
+  if jax.process_index() == 0:
+    write_plots(os.path.join(workdir, 'eval'), metrics, q_codes, db_codes, q_labels,
+                db_labels, load_query=lambda i: data.pool.load_image(q_idx[i]),
+                load_result=lambda j: data.pool.load_image(db_idx[j]),
+                class_names=data.pool.class_names)
   return metrics
 
 
+# Paper names of the models' variants; others are named '<model> (<attention>)'.
+_METHODS = {
+    ('dah_resnet30', 'cbam'): 'DAH',
+    ('dah_resnet30', 'none'): 'NoneA-DAH',
+    ('dpfah_resnet18', 'stem'): 'DPFAH',
+    ('dpfah_resnet18', 'every_block'): 'DPFAH (PFA in every block)',
+    ('dpfah_resnet18', 'none'): 'DPFAH (no PFA)',
+}
+# DPFAH trained on L1 alone (eta = zeta = 0): the rows of its ablation (paper Table 5).
+_L1_ONLY = {
+    'stem': 'DFAH-2 (ResNet18 + PFA, L1)',
+    'none': 'DFAH-1 (ResNet18, L1)',
+}
+
+
+def method_name(model_name: str, attention: str | None = None, *,
+                loss_name: str | None = None, loss: dict[str, Any] | None = None) -> str:
+  """The method's name in the papers' tables, e.g. 'DAH', 'NoneA-DAH', 'DPFAH'.
+
+  Args:
+    model_name: the registered model (`config.model_name`).
+    attention: `config.model.attention`, None for a model without the option.
+    loss_name: `config.loss_name`; with 'dpfah', `loss` tells the ablations apart.
+    loss: the loss's settings (`config.loss`).
+  """
+  if loss_name == 'dpfah' and loss and not loss.get('eta') and not loss.get('zeta'):
+    if model_name == 'dpfah_resnet18' and attention in _L1_ONLY:
+      return _L1_ONLY[attention]
+    return f'{method_name(model_name, attention)}, L1 only'
+  if (model_name, attention) in _METHODS:
+    return _METHODS[model_name, attention]
+  return model_name if attention is None else f'{model_name} ({attention})'
+
+
+GRID_QUERIES = 8
+GRID_RESULTS = 10
+GRID_SEED = 0  # Fixed, so that grids of different runs on the same splits match.
+
+
+def write_plots(eval_dir: str, metrics: dict[str, Any], q_codes, db_codes, q_labels,
+                db_labels, *, load_query, load_result,
+                class_names: list[str] | None = None) -> list[str]:
+  """Writes the evaluation's PNGs into `eval_dir`; returns the paths written.
+
+  Args:
+    eval_dir: the output directory (it exists).
+    metrics: `retrieval_metrics(..., curves=True)` plus 'method', 'bits', 'map_topk'.
+    q_codes: 0/1 query codes [q, bits].
+    db_codes: 0/1 database codes [n, bits].
+    q_labels: 0/1 query labels [q, C].
+    db_labels: 0/1 database labels [n, C].
+    load_query: query row -> HWC image, for the retrieval grid.
+    load_result: database row -> HWC image.
+    class_names: names of the label columns, written under the grid's images.
+
+  A plot that fails is logged and skipped: the metrics are already written, and the
+  plots must never cost the evaluation. Data whose images cannot be loaded gets no
+  retrieval grid.
+  """
+  title = (f'{metrics.get("method", "")}, {metrics["bits"]} bits, '
+           f'mAP@{metrics["map_topk"]} {metrics["map"]:.4f}')
+  curve, at_n = metrics['radius_curve'], metrics['precision_at_n']
+  paths = {name: os.path.join(eval_dir, f'{name}.png') for name in
+           ('pr_curve', 'precision_at_n', 'precision_radius', 'retrieval_grid')}
+  jobs = {
+      'pr_curve': lambda: plots.plot_pr_curve(
+          curve['precision'], curve['recall'], paths['pr_curve'], title=title),
+      'precision_at_n': lambda: plots.plot_precision_at_n(
+          at_n['n'], at_n['precision'], paths['precision_at_n'], title=title),
+      'precision_radius': lambda: plots.plot_precision_radius(
+          curve['precision'], paths['precision_radius'], max_radius=4, title=title),
+      'retrieval_grid': lambda: _retrieval_grid(
+          paths['retrieval_grid'], q_codes, db_codes, q_labels, db_labels, load_query,
+          load_result, class_names, title),
+  }
+  written = []
+  for name, job in jobs.items():
+    try:
+      ok = job() is not False
+    except Exception:  # pylint: disable=broad-except
+      logging.exception('Could not write %s; the metrics are unaffected.', paths[name])
+      ok = False
+    if ok:
+      written.append(paths[name])
+    elif os.path.exists(paths[name]):
+      os.remove(paths[name])  # A plot of an earlier evaluation would contradict this one.
+  return written
+
+
+def _retrieval_grid(path, q_codes, db_codes, q_labels, db_labels, load_query,
+                    load_result, class_names, title) -> bool:
+  """The retrieval grid of a fixed choice of queries; False when images cannot load."""
+  queries = plots.choose_queries(len(q_codes), GRID_QUERIES, GRID_SEED)
+  results, distances = plots.hamming_top_k(q_codes[queries], db_codes, GRID_RESULTS)
+  try:
+    query_images = [load_query(int(i)) for i in queries]
+    result_images = [[load_result(int(j)) for j in row] for row in results]
+  except Exception as e:  # pylint: disable=broad-except
+    logging.warning('No retrieval grid: the images cannot be loaded (%s: %s).',
+                    type(e).__name__, e)
+    return False
+
+  def names(labels):
+    if not class_names:
+      return ''
+    present = [class_names[c] for c in np.flatnonzero(labels)]
+    # Multi-label images (NUS-WIDE) would otherwise overflow their cell.
+    return ', '.join(present[:2]) + (f' +{len(present) - 2}' if len(present) > 2 else '')
+
+  plots.plot_retrieval_grid(
+      query_images, result_images, distances,
+      plots.shares_label(q_labels[queries], db_labels[results]), path,
+      query_captions=[names(q_labels[i]) for i in queries],
+      result_captions=[[names(db_labels[j]) for j in row] for row in results],
+      title=title)
+  return True
+
+
 def write_outputs(workdir, metrics, q_codes, db_codes, q_labels, db_labels) -> None:
+  """Writes `eval/codes.npz` and `eval/metrics.json` into `workdir`."""
   eval_dir = os.path.join(workdir, 'eval')
   os.makedirs(eval_dir, exist_ok=True)
   # Write then rename, so a reader never sees a half-written file.

@@ -1,0 +1,162 @@
+"""Compares evaluated runs in a markdown table shaped like the papers' tables.
+
+  python -m dahjax.compare runs/dah_12 runs/dah_24 runs/nonea_12 [--output table.md]
+
+Reads `<workdir>/eval/metrics.json` of each workdir (written by `--mode=eval` or at the
+end of training) and prints one row per method and protocol, one column per code length
+(ascending), each cell `mAP / P@N` with the mAP@K and N of the runs' evaluation.
+"""
+
+import dataclasses
+import json
+import os
+import re
+import sys
+from typing import Sequence
+
+from absl import app
+from absl import flags
+
+METRICS_FILE = os.path.join('eval', 'metrics.json')
+
+_OUTPUT = flags.DEFINE_string('output', None,
+                              'Also write the table to this markdown file.')
+
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+  """The numbers of one evaluated run that the table shows."""
+  workdir: str
+  method: str
+  protocol: str
+  bits: int
+  map: float
+  map_topk: str                 # 'ALL' or K of mAP@K.
+  precision: float | None       # precision@N, None when not computed.
+  precision_n: int | None
+
+
+def _missing_message(workdir: str) -> str:
+  how = (f'python -m dahjax.main --config <its config> --workdir {workdir} '
+         '--mode=eval')
+  if not os.path.isdir(os.path.join(workdir, 'checkpoints')):
+    how = (f'python -m dahjax.main --config <config> --workdir {workdir} (it has no '
+           'checkpoints: this trains, then evaluates)')
+  return f'{os.path.join(workdir, METRICS_FILE)} does not exist; evaluate the run: {how}'
+
+
+def _precision_at(metrics: dict) -> tuple[float | None, int | None]:
+  # The scalar key is precision_at_<N>; 'precision_at_n' is the curve.
+  for key, value in metrics.items():
+    match = re.fullmatch(r'precision_at_(\d+)', key)
+    if match:
+      return float(value), int(match.group(1))
+  return None, None
+
+
+def load_result(workdir: str) -> Result:
+  """Reads the result of `workdir`; FileNotFoundError says how to evaluate it."""
+  if not os.path.isdir(workdir):
+    raise FileNotFoundError(f'{workdir} is not a directory: pass workdirs of '
+                            'python -m dahjax.main.')
+  path = os.path.join(workdir, METRICS_FILE)
+  if not os.path.exists(path):
+    raise FileNotFoundError(_missing_message(workdir))
+  with open(path) as f:
+    try:
+      metrics = json.load(f)
+    except json.JSONDecodeError as e:
+      raise ValueError(f'{path} is not valid JSON ({e}); re-evaluate the run: python -m '
+                       f'dahjax.main --config <its config> --workdir {workdir} '
+                       '--mode=eval') from e
+  missing = [k for k in ('bits', 'map', 'protocol') if k not in metrics]
+  if missing:
+    raise ValueError(f'{path} lacks {", ".join(missing)}; re-evaluate the run: '
+                     f'python -m dahjax.main --config <its config> --workdir {workdir} '
+                     '--mode=eval')
+  # Runs evaluated before the method was recorded are named by their model or workdir.
+  method = (metrics.get('method') or metrics.get('model')
+            or os.path.basename(os.path.normpath(workdir)))
+  precision, n = _precision_at(metrics)
+  return Result(workdir=workdir, method=method, protocol=metrics['protocol'],
+                bits=int(metrics['bits']), map=float(metrics['map']),
+                map_topk=str(metrics.get('map_topk', 'ALL')), precision=precision,
+                precision_n=n)
+
+
+def load_results(workdirs: Sequence[str]) -> list[Result]:
+  """Results of all `workdirs`; one error lists every workdir that lacks them."""
+  results, errors = [], []
+  for workdir in workdirs:
+    try:
+      results.append(load_result(workdir))
+    except (FileNotFoundError, ValueError) as e:
+      errors.append(str(e))
+  if errors:
+    raise FileNotFoundError('\n'.join(errors))
+  return results
+
+
+def _metric_label(result: Result) -> str:
+  precision = f'P@{result.precision_n}' if result.precision_n else 'P@N'
+  return f'mAP@{result.map_topk} / {precision}'
+
+
+def _cell(result: Result) -> str:
+  precision = '-' if result.precision is None else f'{result.precision:.4f}'
+  return f'{result.map:.4f} / {precision}'
+
+
+def markdown_table(results: Sequence[Result]) -> str:
+  """A caption line and a markdown table: rows (method, protocol), columns bits.
+
+  Rows keep the order in which their first run appears. When all rows share mAP@K and
+  P@N the caption names them; otherwise each row's protocol cell does.
+  """
+  if not results:
+    raise ValueError('No results to compare: pass one or more workdirs.')
+  labels = {_metric_label(r) for r in results}
+  uniform = len(labels) == 1
+  rows: dict[tuple[str, str, str], dict[int, Result]] = {}
+  for r in results:
+    cells = rows.setdefault((r.method, r.protocol, _metric_label(r)), {})
+    if r.bits in cells:
+      raise ValueError(f'{cells[r.bits].workdir} and {r.workdir} are both {r.method} '
+                       f'at {r.bits} bits on {r.protocol}: pass one of them.')
+    cells[r.bits] = r
+  bits = sorted({r.bits for r in results})
+  caption = (f'{labels.pop()} by code length' if uniform else
+             'mAP@K / P@N by code length (K and N per row)')
+  lines = [caption + ':', '',
+           '| ' + ' | '.join(['method', 'protocol', *(f'{b} bits' for b in bits)]) + ' |',
+           '|' + '---|' * (2 + len(bits))]
+  for (method, protocol, label), cells in rows.items():
+    name = protocol if uniform else f'{protocol} ({label})'
+    values = [_cell(cells[b]) if b in cells else '-' for b in bits]
+    lines.append('| ' + ' | '.join([method, name, *values]) + ' |')
+  return '\n'.join(lines) + '\n'
+
+
+def write_table(table: str, path: str) -> None:
+  tmp = path + '.tmp'
+  with open(tmp, 'w') as f:
+    f.write(table)
+  os.replace(tmp, path)
+
+
+def main(argv: Sequence[str]) -> None:
+  workdirs = argv[1:]
+  if not workdirs:
+    raise app.UsageError('Pass the workdirs to compare: python -m dahjax.compare W1 W2 '
+                         '... [--output table.md]')
+  try:
+    table = markdown_table(load_results(workdirs))
+  except (FileNotFoundError, ValueError) as e:
+    sys.exit(f'error: {e}')  # The message says what to do; a traceback would bury it.
+  print(table, end='')
+  if _OUTPUT.value:
+    write_table(table, _OUTPUT.value)
+
+
+if __name__ == '__main__':
+  app.run(main)

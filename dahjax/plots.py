@@ -1,0 +1,209 @@
+"""Evaluation plots: PR curve, precision@N, precision within a radius, retrieval grid.
+
+Small functions on arrays, independent of models and data sources. Figures are built
+on matplotlib's Agg canvas directly (no pyplot), so plotting neither selects a global
+backend nor needs a display, and each PNG is written under a temporary name and then
+renamed: a reader never sees a half-written image.
+"""
+
+import os
+from typing import Sequence
+
+from matplotlib import figure as figure_lib
+from matplotlib.backends import backend_agg
+import numpy as np
+
+RELEVANT_COLOR = 'tab:green'
+IRRELEVANT_COLOR = 'tab:red'
+QUERY_COLOR = 'black'
+
+
+def new_figure(width: float, height: float) -> figure_lib.Figure:
+  """A figure of `width` x `height` inches attached to its own Agg canvas."""
+  fig = figure_lib.Figure(figsize=(width, height), dpi=100)
+  backend_agg.FigureCanvasAgg(fig)
+  return fig
+
+
+def save_png(fig: figure_lib.Figure, path: str) -> None:
+  """Writes `fig` to `path` as a PNG: to a temporary file first, then renamed."""
+  tmp = path + '.tmp'
+  fig.savefig(tmp, format='png')
+  os.replace(tmp, path)
+
+
+def radius_labels(precision: np.ndarray, recall: np.ndarray,
+                  min_gap: float = 0.03) -> list[tuple[int, str]]:
+  """(radius, label) of the PR points to label: consecutive radii whose points lie
+  within `min_gap` of the first one's share one label ('8-12'), so labels never pile up
+  where large radii all reach recall 1."""
+  labels, first = [], 0
+  for r in range(1, len(precision) + 1):
+    if r < len(precision) and max(abs(precision[r] - precision[first]),
+                                  abs(recall[r] - recall[first])) < min_gap:
+      continue
+    labels.append((first, str(first) if r - 1 == first else f'{first}-{r - 1}'))
+    first = r
+  return labels
+
+
+def plot_pr_curve(precision: Sequence[float], recall: Sequence[float], path: str, *,
+                  title: str = '') -> None:
+  """Precision against recall within Hamming radius r = 0..bits, points labelled by r.
+
+  Args:
+    precision: mean precision of the items within radius r, for r = 0..bits.
+    recall: mean recall within radius r, for r = 0..bits.
+    path: the PNG to write.
+    title: the figure's title.
+  """
+  precision, recall = np.asarray(precision), np.asarray(recall)
+  if precision.shape != recall.shape or precision.ndim != 1:
+    raise ValueError(f'precision {precision.shape} and recall {recall.shape} must be '
+                     'curves of the same length (one point per radius 0..bits).')
+  fig = new_figure(6, 5)
+  ax = fig.add_subplot()
+  ax.plot(recall, precision, marker='o', markersize=3)
+  for r, label in radius_labels(precision, recall):
+    ax.annotate(label, (recall[r], precision[r]), textcoords='offset points',
+                xytext=(4, 4), fontsize=7)
+  ax.set(xlabel='recall (labels: Hamming radius)', ylabel='precision',
+         xlim=(-0.02, 1.02), ylim=(-0.02, 1.02),
+         title=title or 'Precision-recall over Hamming radius')
+  ax.grid(alpha=0.3)
+  fig.tight_layout()
+  save_png(fig, path)
+
+
+def plot_precision_at_n(n: Sequence[int], precision: Sequence[float], path: str, *,
+                        title: str = '') -> None:
+  """Precision of the top N retrieved items against N."""
+  fig = new_figure(6, 4.5)
+  ax = fig.add_subplot()
+  ax.plot(n, precision, marker='o', markersize=3)
+  ax.set(xlabel='number of retrieved items N', ylabel='precision@N', ylim=(-0.02, 1.02),
+         title=title or 'Precision of the top N')
+  ax.grid(alpha=0.3)
+  fig.tight_layout()
+  save_png(fig, path)
+
+
+def plot_precision_radius(precision: Sequence[float], path: str, *, max_radius: int = 4,
+                          title: str = '') -> None:
+  """Bars of the precision within Hamming radius 0..max_radius.
+
+  Args:
+    precision: mean precision within radius r for r = 0..bits (a query retrieving
+      nothing counts 0).
+    path: the PNG to write.
+    max_radius: the largest radius shown (clipped to the code length).
+    title: the figure's title.
+  """
+  values = np.asarray(precision)[:max_radius + 1]
+  fig = new_figure(5, 4)
+  ax = fig.add_subplot()
+  radii = np.arange(len(values))
+  bars = ax.bar(radii, values, color='tab:blue')
+  ax.bar_label(bars, fmt='%.3f', fontsize=8)
+  ax.set(xlabel='Hamming radius r', ylabel='precision within radius r',
+         xticks=radii, ylim=(0, 1.1), title=title or 'Precision within Hamming radius')
+  fig.tight_layout()
+  save_png(fig, path)
+
+
+def choose_queries(num_queries: int, count: int = 8, seed: int = 0) -> np.ndarray:
+  """`count` query indices (sorted) drawn without replacement with `seed`."""
+  rng = np.random.default_rng(seed)
+  return np.sort(rng.choice(num_queries, size=min(count, num_queries), replace=False))
+
+
+def hamming_top_k(query_codes: np.ndarray, database_codes: np.ndarray,
+                  k: int) -> tuple[np.ndarray, np.ndarray]:
+  """The top `k` database items of each query by Hamming distance.
+
+  Ties are broken by database index (a stable sort), the order the retrieval metrics
+  use (`dahjax.retrieval`).
+
+  Args:
+    query_codes: 0/1 codes [q, bits]; meant for a few queries (memory is q x n).
+    database_codes: 0/1 codes [n, bits].
+    k: results per query (clipped to n).
+
+  Returns:
+    (indices, distances), both int [q, min(k, n)].
+  """
+  q = np.packbits(np.asarray(query_codes, np.uint8), axis=1)
+  d = np.packbits(np.asarray(database_codes, np.uint8), axis=1)
+  dist = np.bitwise_count(q[:, None, :] ^ d[None, :, :]).sum(axis=-1, dtype=np.int64)
+  order = np.argsort(dist, axis=1, kind='stable')[:, :k]
+  return order, np.take_along_axis(dist, order, axis=1)
+
+
+def shares_label(query_labels: np.ndarray, result_labels: np.ndarray) -> np.ndarray:
+  """Whether each result shares a label with its query: bool [q, k].
+
+  Args:
+    query_labels: 0/1 labels [q, C].
+    result_labels: 0/1 labels [q, k, C] of each query's results.
+  """
+  query_labels, result_labels = np.asarray(query_labels), np.asarray(result_labels)
+  return np.any((query_labels[:, None, :] != 0) & (result_labels != 0), axis=-1)
+
+
+def frame_colors(relevant: np.ndarray) -> np.ndarray:
+  """Frame colour of each result: green when relevant, red when not (same shape)."""
+  return np.where(np.asarray(relevant, bool), RELEVANT_COLOR, IRRELEVANT_COLOR)
+
+
+def _show(ax, image, color: str, caption: str, width: float) -> None:
+  ax.imshow(image, interpolation='nearest')
+  ax.set_xticks([])
+  ax.set_yticks([])
+  for spine in ax.spines.values():
+    spine.set_color(color)
+    spine.set_linewidth(width)
+  ax.set_xlabel(caption, fontsize=7, labelpad=2)
+
+
+def plot_retrieval_grid(query_images: Sequence[np.ndarray],
+                        result_images: Sequence[Sequence[np.ndarray]],
+                        distances: np.ndarray, relevant: np.ndarray, path: str, *,
+                        query_captions: Sequence[str] | None = None,
+                        result_captions: Sequence[Sequence[str]] | None = None,
+                        title: str = '') -> None:
+  """One row per query: the query, then its results framed green (relevant) or red.
+
+  Args:
+    query_images: q images (HWC, uint8 or float in [0, 1]).
+    result_images: q rows of k images, each row in rank order.
+    distances: Hamming distances [q, k], written under each result.
+    relevant: bool [q, k], whether each result shares a label with its query.
+    path: the PNG to write.
+    query_captions: a caption under each query (e.g. its class).
+    result_captions: q rows of k captions added under each result's distance.
+    title: the figure's title.
+  """
+  distances, relevant = np.asarray(distances), np.asarray(relevant, bool)
+  q, k = distances.shape
+  if len(query_images) != q or any(len(row) != k for row in result_images):
+    raise ValueError(f'Expected {q} queries with {k} results each (the shape of '
+                     f'distances), got {len(query_images)} queries with '
+                     f'{[len(row) for row in result_images]} results.')
+  colors = frame_colors(relevant)
+  # A narrow empty column separates each query from its results.
+  fig = new_figure(1.1 * (k + 1) + 0.3, 1.25 * q + 0.6)
+  grid = fig.add_gridspec(q, k + 2, width_ratios=[1, 0.25] + [1] * k, wspace=0.08,
+                          hspace=0.35)
+  for i in range(q):
+    caption = 'query' + (f'\n{query_captions[i]}' if query_captions else '')
+    _show(fig.add_subplot(grid[i, 0]), query_images[i], QUERY_COLOR, caption, 2)
+    for j in range(k):
+      caption = f'd={distances[i, j]}'
+      if result_captions:
+        caption += f'\n{result_captions[i][j]}'
+      _show(fig.add_subplot(grid[i, j + 2]), result_images[i][j], colors[i, j],
+            caption, 3)
+  if title:
+    fig.suptitle(title)
+  fig.subplots_adjust(left=0.02, right=0.98, bottom=0.05, top=0.93 if title else 0.98)
+  save_png(fig, path)
