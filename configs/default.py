@@ -16,6 +16,9 @@ def get_config() -> ml_collections.ConfigDict:
       bits=48, num_classes=10,
       attention='cbam',   # 'none': NoneA-DAH.
       conv_impl='auto',   # 'auto': shifted slices on the CPU, XLA's conv elsewhere.
+      # Computation dtype: 'bfloat16' on accelerators computes in bfloat16 with float32
+      # parameters, optimiser state and losses.
+      dtype='float32',
       # torchvision's ImageNet ResNet18 weights (.npz, .safetensors, .pth) to start
       # dpfah_resnet18's backbone from; '': random initialisation.
       pretrained='',
@@ -39,7 +42,17 @@ def get_config() -> ml_collections.ConfigDict:
       split_seed=0,                   # Seed of per-class split draws.
       sampler='class_balanced',       # 'class_balanced' or 'random'.
       image_size=32,
-      random_flip=False,
+      # 'resize' (to image_size), 'imagenet_crop' (resize the shorter side to
+      # resize_size, random crop and flip; central crop to evaluate) or 'cifar_crop'
+      # (pad 4, random crop and flip).
+      transform='resize',
+      resize_size=256,
+      random_flip=False,              # With transform='resize'.
+      # source='list_file': 'split=path,...' (paths relative to data_dir; empty:
+      # <data_dir>/<split>.txt) and an optional file of class names.
+      list_files='',
+      class_names_file='',
+      imagenet100_config='resized256',  # source='imagenet100': 'resized256' or 'original'.
       num_threads=4,
   ))
 

@@ -11,6 +11,8 @@ import ml_collections
 from dahjax import losses
 from dahjax import models
 from dahjax import parallel
+from dahjax import train
+from dahjax.data import checks
 from dahjax.data import pipeline
 from dahjax.data import protocols
 from dahjax.data import sources
@@ -41,11 +43,23 @@ def validate(config: ml_collections.ConfigDict, workdir: str) -> None:
   if config.batch_size < 2:
     raise ValueError(f'batch_size={config.batch_size}: pairwise losses need at least 2.')
   parallel.check_batch_size(config.batch_size)
-  if config.data.source == 'image_folder' and not os.path.isdir(
-      os.path.expanduser(config.data.data_dir)):
-    raise FileNotFoundError(
-        f'data.data_dir {config.data.data_dir!r} does not exist. Expected an image '
-        f'folder: {sources.IMAGE_FOLDER_LAYOUT}.')
+  transform = config.data.get('transform', 'resize')
+  if transform not in pipeline.TRANSFORMS:
+    raise ValueError(f'Unknown data.transform {transform!r}; valid: '
+                     f'{", ".join(pipeline.TRANSFORMS)}.')
+  if transform == 'imagenet_crop' and config.data.get('resize_size', 256) < (
+      config.data.image_size):
+    raise ValueError(f'data.resize_size={config.data.resize_size} is smaller than the '
+                     f'crop, data.image_size={config.data.image_size}.')
+  if config.data.sampler == 'class_balanced' and config.data.protocol in (
+      'nuswide21', 'lists'):
+    raise ValueError(f'The class-balanced sampler needs single-label data; protocol '
+                     f'{config.data.protocol!r} can be multi-label: use '
+                     '--config.data.sampler=random.')
+  if config.optimizer.name not in train.OPTIMIZERS:
+    raise ValueError(f'Unknown optimizer {config.optimizer.name!r}; valid optimizers: '
+                     f'{", ".join(train.OPTIMIZERS)}.')
+  checks.check_data(config.data)
   workdir = os.path.abspath(os.path.expanduser(workdir))
   parent = os.path.dirname(workdir)
   if not os.path.isdir(parent):

@@ -8,6 +8,7 @@ Every model maps images [B, H, W, 3] (float, in [0, 1]) to a dict with `hash`
 from typing import Any, Callable
 
 import flax.linen as nn
+import jax.numpy as jnp
 
 from dahjax.models import resnet18
 from dahjax.models import resnet30
@@ -24,13 +25,23 @@ def model_names() -> list[str]:
   return sorted(_MODELS)
 
 
+DTYPES = ('float32', 'bfloat16', 'float16')
+
+
 def model_kwargs(model_config: Any) -> dict[str, Any]:
   """`config.model` as `create_model` keyword arguments.
 
   Leaves out `pretrained`, a weights file that training loads into the initial
-  variables (`pretrained.load_pretrained`) rather than a module attribute.
+  variables (`pretrained.load_pretrained`) rather than a module attribute, and turns the
+  `dtype` name into a dtype.
   """
-  return {k: v for k, v in model_config.to_dict().items() if k != 'pretrained'}
+  kwargs = {k: v for k, v in model_config.to_dict().items() if k != 'pretrained'}
+  if 'dtype' in kwargs:
+    if kwargs['dtype'] not in DTYPES:
+      raise ValueError(f'Unknown model.dtype {kwargs["dtype"]!r}; valid: '
+                       f'{", ".join(DTYPES)}.')
+    kwargs['dtype'] = jnp.dtype(kwargs['dtype'])
+  return kwargs
 
 
 def create_model(name: str, **kwargs: Any) -> nn.Module:
