@@ -1,10 +1,19 @@
-"""Orbax checkpointing of the train state, with the run's config saved beside it.
+"""Orbax checkpointing of the train state, and the guard that keeps one run per workdir.
 
 Orbax writes each checkpoint to a temporary directory and renames it when complete, so
-an interrupted save never replaces a good checkpoint.
+a run killed while saving never leaves a checkpoint that looks finished: the manager
+ignores the unfinished one. A finished checkpoint that still cannot be read (a damaged
+disk, a partial copy) is skipped with a warning and the previous one restored, so a
+restart always resumes from the last readable state.
+
+Each workdir records the settings that define its run (`run_config.json`: model, code
+length, loss, protocol, data source); a later start with other such settings is refused
+instead of silently mixing two runs' checkpoints and metrics.
 """
 
+import json
 import os
+from typing import Any
 
 from absl import logging
 import jax
@@ -12,6 +21,13 @@ import ml_collections
 import orbax.checkpoint as ocp
 
 CHECKPOINT_DIR = 'checkpoints'
+RUN_CONFIG_FILE = 'run_config.json'
+
+# Config fields that define a run; others (epochs, logging, evaluation, conv_impl,
+# dtype, data paths) may change between the starts of one run.
+_RUN_FIELDS = ('model_name', 'model.bits', 'model.num_classes', 'model.attention',
+               'model.stem', 'loss_name', 'data.protocol', 'data.source',
+               'data.image_size', 'data.split_seed', 'seed', 'batch_size')
 
 
 def create_manager(workdir: str, config: ml_collections.ConfigDict,
@@ -23,8 +39,22 @@ def create_manager(workdir: str, config: ml_collections.ConfigDict,
                                options=options)
 
 
-def save(manager: ocp.CheckpointManager, step: int, state) -> None:
-  manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state)))
+def save(manager: ocp.CheckpointManager, step: int, state,
+         data_position: dict[str, Any] | None = None) -> None:
+  """Saves `state` (and, as JSON, where the input pipeline stands) as step `step`."""
+  items = {'state': ocp.args.StandardSave(state)}
+  if data_position is not None:
+    items['data'] = ocp.args.JsonSave(data_position)
+  manager.save(step, args=ocp.args.Composite(**items))
+
+
+def data_position(manager: ocp.CheckpointManager, step: int) -> dict[str, Any] | None:
+  """The input pipeline's position saved with checkpoint `step`, if it has one."""
+  try:
+    return manager.restore(step, args=ocp.args.Composite(data=ocp.args.JsonRestore()))[
+        'data']
+  except Exception:  # pylint: disable=broad-except
+    return None
 
 
 def restore(manager: ocp.CheckpointManager, step: int, state, workdir: str):
@@ -43,9 +73,65 @@ def restore(manager: ocp.CheckpointManager, step: int, state, workdir: str):
 
 
 def restore_latest(manager: ocp.CheckpointManager, state, workdir: str):
-  """The latest checkpoint restored onto `state`, or `state` itself when there is none."""
-  step = manager.latest_step()
-  if step is None:
-    return state
-  logging.info('Resuming from checkpoint step %d in %s.', step, workdir)
-  return restore(manager, step, state, workdir)
+  """The latest readable checkpoint restored onto `state`; `state` when there is none.
+
+  A checkpoint that cannot be read is skipped with a warning and the one before it
+  tried; when none can be read, the error of the latest is raised.
+  """
+  steps = sorted(manager.all_steps(), reverse=True)
+  first_error = None
+  for step in steps:
+    try:
+      restored = restore(manager, step, state, workdir)
+    except RuntimeError as e:
+      first_error = first_error or e
+      logging.warning('Skipping unreadable checkpoint step %d: %s', step, e)
+      continue
+    if step != steps[0]:
+      logging.warning('Resuming from step %d, the latest readable checkpoint (the later '
+                      'ones in %s cannot be read).', step,
+                      os.path.join(workdir, CHECKPOINT_DIR))
+    else:
+      logging.info('Resuming from checkpoint step %d in %s.', step, workdir)
+    return restored
+  if first_error is not None:
+    raise first_error
+  return state
+
+
+def run_settings(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """The config fields that define a run (see `_RUN_FIELDS`), missing ones as None."""
+  out = {}
+  for field in _RUN_FIELDS:
+    node = config
+    for part in field.split('.'):
+      node = node.get(part) if isinstance(node, ml_collections.ConfigDict) else None
+    out[field] = node
+  return out
+
+
+def check_run_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Records the run's settings in a new workdir; refuses a workdir of another run.
+
+  Raises:
+    ValueError: naming every differing field, when `workdir` holds a run with other
+      settings.
+  """
+  path = os.path.join(workdir, RUN_CONFIG_FILE)
+  settings = run_settings(config)
+  if os.path.exists(path):
+    with open(path) as f:
+      saved = json.load(f)
+    diff = {k: (saved.get(k), v) for k, v in settings.items() if saved.get(k) != v}
+    if diff:
+      lines = '; '.join(f'{k}: workdir has {a!r}, config has {b!r}'
+                        for k, (a, b) in diff.items())
+      raise ValueError(
+          f'{workdir} holds a run with other settings ({lines}). Use another --workdir '
+          'for this config, or the settings of that run to resume or evaluate it.')
+    return
+  if jax.process_index() == 0:
+    tmp = path + '.tmp'
+    with open(tmp, 'w') as f:
+      json.dump(settings, f, indent=2)
+    os.replace(tmp, path)

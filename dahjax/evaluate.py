@@ -15,6 +15,7 @@ from typing import Any
 from absl import logging
 import jax
 import jax.numpy as jnp
+from jax.experimental import multihost_utils
 from jax.sharding import PartitionSpec as P
 import ml_collections
 import numpy as np
@@ -58,8 +59,13 @@ def make_encoder(model, mesh, chunk_size: int | None = None):
 
   encode = jax.jit(jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P('data')),
                                  out_specs=P('data')))
-  sharding = parallel.data_sharding(mesh)
-  return lambda variables, images: encode(variables, jax.device_put(images, sharding))
+
+  def encode_global(variables, local_images):
+    # Each process passes its own rows of the global batch; every process gets all codes.
+    images = parallel.global_batch({'x': local_images}, mesh)['x']
+    return multihost_utils.process_allgather(encode(variables, images), tiled=True)
+
+  return encode_global
 
 
 def format_duration(seconds: float) -> str:
@@ -116,28 +122,46 @@ class EncodeProgress:
     return line
 
 
+def process_shard(indices: np.ndarray, batch_size: int, process_index: int,
+                  process_count: int) -> np.ndarray:
+  """This process's rows of every global batch of `indices`, the last batch padded by
+  repeating the last index: processes read and encode disjoint shards of a split."""
+  n_batches = -(-len(indices) // batch_size)
+  padded = np.concatenate([indices, np.repeat(indices[-1:],
+                                              n_batches * batch_size - len(indices))])
+  local = batch_size // process_count
+  rows = padded.reshape(n_batches, process_count, local)[:, process_index]
+  return rows.reshape(-1)
+
+
 def encode_split(encoder, variables, pool, indices: np.ndarray, *, batch_size: int,
                  image_size: int, num_threads: int, name: str = 'images',
-                 progress_every: float = 5.0) -> tuple[np.ndarray, float]:
+                 progress_every: float = 5.0, transform: str = 'resize',
+                 resize_size: int = 256) -> tuple[np.ndarray, float]:
   """Codes [n, bits] of `indices` and the forward time in seconds (compilation excluded).
 
-  Logs progress as 'Encoding <name>: done/total ...' every `progress_every` seconds.
+  `batch_size` is global: with several processes each reads and encodes its own shard
+  of every batch, and every process receives all codes. Logs progress as
+  'Encoding <name>: done/total ...' every `progress_every` seconds.
   """
-  batches = pipeline.eval_batches(pool, indices, batch_size=batch_size,
-                                  image_size=image_size, num_threads=num_threads)
+  local = process_shard(np.asarray(indices), batch_size, jax.process_index(),
+                        jax.process_count())
+  batches = pipeline.eval_batches(
+      pool, local, batch_size=batch_size // jax.process_count(), image_size=image_size,
+      num_threads=num_threads, transform=transform, resize_size=resize_size)
   progress = EncodeProgress(name, len(indices), progress_every)
   codes, seconds, done = [], 0.0, 0
-  for i, (images, n) in enumerate(batches):
+  for i, (images, _) in enumerate(batches):
     if i == 0:  # Compile outside the timed region.
       jax.block_until_ready(encoder(variables, images))
     start = time.perf_counter()
-    out = jax.block_until_ready(encoder(variables, images))
+    out = encoder(variables, images)
     seconds += time.perf_counter() - start
-    codes.append(np.asarray(out)[:n])
-    done += n
+    codes.append(np.asarray(out))
+    done = min(done + batch_size, len(indices))
     progress.update(done)
   progress.finish(done)
-  return np.concatenate(codes), seconds
+  return np.concatenate(codes)[:len(indices)], seconds
 
 
 def restore_for_eval(config, workdir: str, model, checkpoint_step: int | None = None):
@@ -172,10 +196,13 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *, state=None, mod
   variables = jax.device_put({'params': state.params, 'batch_stats': state.batch_stats},
                              parallel.replicated(mesh))
   encoder = make_encoder(model, mesh, encode_chunk_size(config.eval.chunk_size))
-  devices = jax.device_count()
-  batch_size = -(-config.eval.batch_size // devices) * devices
+  # A multiple of the devices (and processes) the batch is split over.
+  unit = int(np.lcm(jax.device_count(), jax.process_count()))
+  batch_size = -(-config.eval.batch_size // unit) * unit
   kwargs = dict(batch_size=batch_size, image_size=config.data.image_size,
-                num_threads=config.data.num_threads)
+                num_threads=config.data.num_threads,
+                transform=config.data.get('transform', 'resize'),
+                resize_size=config.data.get('resize_size', 256))
 
   q_idx, db_idx = data.splits['query'], data.splits['database']
   logging.info('Encoding %d database and %d query images.', len(db_idx), len(q_idx))

@@ -6,12 +6,14 @@ line: `--config.model.bits=24`.
 """
 
 import logging as std_logging
+import sys
 
 from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from dahjax import parallel
 from dahjax import train
 from dahjax import validation
 from dahjax.models import conv
@@ -23,7 +25,16 @@ _MODE = flags.DEFINE_enum('mode', 'train_and_eval', ['train_and_eval', 'eval'],
 _CHECKPOINT_STEP = flags.DEFINE_integer('checkpoint_step', None,
                                         'With --mode=eval: the step to evaluate '
                                         '(default: the latest).')
+_COORDINATOR = flags.DEFINE_string(
+    'coordinator_address', None, 'host:port of process 0, for a multi-process run '
+    'outside Cloud TPU, Slurm and Open MPI (which are detected).')
+_NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Processes of the run.')
+_PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process, 0-based.')
 config_flags.DEFINE_config_file('config', None, 'Config file.', lock_config=True)
+
+# Exit status after SIGTERM, once a checkpoint is saved: 128 + SIGTERM, as a shell
+# reports a terminated process, so schedulers requeue rather than count it done.
+EXIT_PREEMPTED = 143
 
 
 def _quiet_libraries(record) -> bool:
@@ -36,15 +47,25 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   logging.get_absl_handler().python_handler.addFilter(_quiet_libraries)
   config = flags.FLAGS.config
-  # Before anything starts JAX: XLA reads its CPU flags once.
+  # Before anything starts JAX: XLA reads its CPU flags once, and the distributed
+  # runtime must start before any computation.
   conv.configure_cpu_backend(enable=config.model.conv_impl != 'xla')
-  validation.validate(config, _WORKDIR.value)
+  parallel.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+  try:
+    validation.validate(config, _WORKDIR.value)
+  except (ValueError, FileNotFoundError) as e:
+    # A bad config or missing data: the message says what to do; no traceback.
+    sys.exit(f'dahjax: {e}')
   logging.info('Config:\n%s', config)
   if _MODE.value == 'eval':
     from dahjax import evaluate  # pylint: disable=g-import-not-at-top
     evaluate.evaluate(config, _WORKDIR.value, checkpoint_step=_CHECKPOINT_STEP.value)
-  else:
+    return
+  try:
     train.train_and_evaluate(config, _WORKDIR.value)
+  except train.Preempted as e:
+    logging.warning('%s', e)
+    sys.exit(EXIT_PREEMPTED)
 
 
 if __name__ == '__main__':

@@ -9,6 +9,8 @@ run restarted in the same workdir resumes from the latest one.
 import functools
 import json
 import os
+import signal
+import threading
 import time
 from typing import Any
 
@@ -79,9 +81,14 @@ def create_train_state(rng: jax.Array, config: ml_collections.ConfigDict, model,
                            tx=create_optimizer(config))
 
 
-def train_step(state: TrainState, batch: dict[str, jax.Array], *, loss_fn,
-               loss_kwargs: dict[str, Any]) -> tuple[TrainState, dict[str, jax.Array]]:
-  """One optimisation step on a global batch {'image', 'label'}; returns metrics."""
+def loss_and_grads(state: TrainState, batch: dict[str, jax.Array], *, loss_fn,
+                   loss_kwargs: dict[str, Any]):
+  """((loss, (loss terms, new BatchNorm statistics)), gradients) on a global batch.
+
+  Under a mesh the batch is one global array: the pairwise losses see every pair of
+  the global batch and BatchNorm normalises with the global batch's statistics, so the
+  result is that of one device holding the whole batch.
+  """
 
   def compute_loss(params):
     outputs, updates = state.apply_fn(
@@ -90,8 +97,14 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, loss_fn,
     loss, aux = loss_fn(outputs=outputs, labels=batch['label'], **loss_kwargs)
     return loss, (aux, updates['batch_stats'])
 
-  (loss, (aux, batch_stats)), grads = jax.value_and_grad(
-      compute_loss, has_aux=True)(state.params)
+  return jax.value_and_grad(compute_loss, has_aux=True)(state.params)
+
+
+def train_step(state: TrainState, batch: dict[str, jax.Array], *, loss_fn,
+               loss_kwargs: dict[str, Any]) -> tuple[TrainState, dict[str, jax.Array]]:
+  """One optimisation step on a global batch {'image', 'label'}; returns metrics."""
+  (loss, (aux, batch_stats)), grads = loss_and_grads(state, batch, loss_fn=loss_fn,
+                                                     loss_kwargs=loss_kwargs)
   state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
   return state, {'loss': loss, **aux}
 
@@ -107,6 +120,17 @@ def make_train_step(config: ml_collections.ConfigDict):
   step = functools.partial(train_step, loss_fn=loss_fn,
                            loss_kwargs=config.loss.to_dict())
   return jax.jit(step, donate_argnums=0)
+
+
+def data_position(config: ml_collections.ConfigDict, sampler, step: int) -> dict[str, Any]:
+  """Where the input pipeline stands after `step`, saved with each checkpoint.
+
+  Batches are a pure function of (sampler, seed, step), so this is the whole state of
+  the data iterator: a run resumed from the checkpoint reads batch `step + 1` next.
+  """
+  return {'next_step': step + 1, 'epoch': step // sampler.steps_per_epoch,
+          'steps_per_epoch': sampler.steps_per_epoch, 'sampler': config.data.sampler,
+          'seed': config.seed, 'batch_size': config.batch_size}
 
 
 def num_train_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -> int:
@@ -162,16 +186,70 @@ class ProgressLog:
     self._writer.write(step, {f'train_{k}': v for k, v in {**metrics, **speed}.items()})
 
 
-def check_finite(step: int, metrics: dict[str, float]) -> None:
-  if not all(np.isfinite(v) for v in metrics.values()):
+class Preempted(Exception):
+  """Training stopped on SIGTERM after saving a checkpoint at `step`."""
+
+  def __init__(self, step: int):
+    super().__init__(f'Stopped by SIGTERM at step {step}, after saving a checkpoint; '
+                     'run the same command again to resume.')
+    self.step = step
+
+
+class PreemptionWatch:
+  """Notices SIGTERM, what Cloud TPU preemption and Slurm send before stopping a job.
+
+  One process installs a handler that only sets a flag; the loop checkpoints at the next
+  step and stops. With several processes JAX's distributed runtime receives the signal
+  and Orbax's `reached_preemption` makes every process stop at the same step.
+  """
+
+  def __init__(self, manager):
+    self._manager = manager
+    self._signalled = False
+    self._previous = None
+    if jax.process_count() == 1 and threading.current_thread() is threading.main_thread():
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
+
+  def _handle(self, signum, frame):
+    del signum, frame
+    logging.warning('SIGTERM received: saving a checkpoint after this step.')
+    self._signalled = True
+
+  def reached(self, step: int) -> bool:
+    if jax.process_count() > 1:
+      return self._manager.reached_preemption(step)
+    return self._signalled
+
+  def close(self) -> None:
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+
+
+def first_non_finite(start_step: int, history: list[dict[str, Any]]):
+  """(step, its loss terms as floats) of the first step with a non-finite term, or None."""
+  for i, metrics in enumerate(jax.device_get(history)):
+    values = {k: float(v) for k, v in metrics.items()}
+    if not all(np.isfinite(v) for v in values.values()):
+      return start_step + i, values
+  return None
+
+
+def check_finite(start_step: int, history: list[dict[str, Any]]) -> None:
+  """Raises FloatingPointError naming the first step whose loss terms are not finite."""
+  bad = first_non_finite(start_step, history)
+  if bad is not None:
+    step, values = bad
+    terms = ', '.join(f'{k} {v:.6g}' for k, v in values.items())
     raise FloatingPointError(
-        f'Non-finite loss at step {step}: {metrics}. The last checkpoint is kept; '
-        'lower the learning rate or check the input data.')
+        f'Non-finite loss at step {step} ({terms}). Training stopped before saving '
+        'this state; the last checkpoint is untouched. Lower the learning rate or check '
+        'the input data, then run again to resume from that checkpoint.')
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Trains `config` in `workdir` (resuming when a checkpoint exists), then evaluates."""
   from dahjax import evaluate  # pylint: disable=g-import-not-at-top
+  checkpoints.check_run_config(config, workdir)
   data = input_data.prepare(config, workdir)
   parallel.check_batch_size(config.batch_size)
   sampler = pipeline.make_sampler(
@@ -189,27 +267,43 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   start_step = int(state.step)
   step_fn = make_train_step(config)
   logging.info('Training %s for %d steps (%d per epoch, batch %d) from step %d on %d '
-               'devices.', config.model_name, total_steps, sampler.steps_per_epoch,
-               config.batch_size, start_step, jax.device_count())
+               'devices in %d processes.', config.model_name, total_steps,
+               sampler.steps_per_epoch, config.batch_size, start_step, jax.device_count(),
+               jax.process_count())
 
+  # Batches are a function of the step: starting at `start_step` continues the data
+  # exactly where the checkpoint left it.
   batches = pipeline.train_dataset(
       data.pool, sampler, image_size=config.data.image_size,
       random_flip=config.data.random_flip, seed=config.seed, start_step=start_step,
       num_steps=total_steps, process_index=jax.process_index(),
-      process_count=jax.process_count(), num_threads=config.data.num_threads)
+      process_count=jax.process_count(), num_threads=config.data.num_threads,
+      transform=config.data.get('transform', 'resize'),
+      resize_size=config.data.get('resize_size', 256))
   writer = MetricWriter(workdir)
   log = ProgressLog(writer, total_steps, config.batch_size, start_step)
-  pending = []
-  for step in range(start_step + 1, total_steps + 1):
-    state, metrics = step_fn(state, parallel.global_batch(next(batches), mesh))
-    pending.append(metrics)
-    if step % config.log_every_steps == 0 or step == total_steps:
-      summary = {k: float(np.mean([m[k] for m in pending])) for k in pending[0]}
-      pending = []
-      check_finite(step, summary)
-      log.report(step, summary)
-    if step % config.checkpoint_every_steps == 0 or step == total_steps:
-      checkpoints.save(manager, step, state)
+  preemption = PreemptionWatch(manager)
+  history = []   # Metrics of the steps since the last check, on the device.
+  try:
+    for step in range(start_step + 1, total_steps + 1):
+      state, metrics = step_fn(state, parallel.global_batch(next(batches), mesh))
+      history.append(metrics)
+      preempted = preemption.reached(step)
+      save = (step % config.checkpoint_every_steps == 0 or step == total_steps or
+              preempted)
+      if save or step % config.log_every_steps == 0:
+        # Every step since the last check must be finite before anything is saved.
+        check_finite(step - len(history) + 1, history)
+        summary = {k: float(np.mean([m[k] for m in history])) for k in history[0]}
+        history = []
+        log.report(step, summary)
+      if save:
+        checkpoints.save(manager, step, state, data_position(config, sampler, step))
+      if preempted:
+        manager.wait_until_finished()
+        raise Preempted(step)
+  finally:
+    preemption.close()
   manager.wait_until_finished()
   metrics = evaluate.evaluate(config, workdir, state=state, model=model, data=data,
                               mesh=mesh, writer=writer)

@@ -82,7 +82,8 @@ def test_train_step_reduces_loss_on_a_fixed_batch(tiny_config):
     ('model_name', 'resnet99', ValueError, 'valid models: dah_resnet30, dpfah_resnet18'),
     ('loss_name', 'triplet', ValueError, 'valid losses: dah, dpfah'),
     ('data.protocol', 'nus', ValueError, 'valid protocols: dah_cifar10'),
-    ('data.source', 'hub', ValueError, 'valid sources: image_folder, tfds'),
+    ('data.source', 'hub', ValueError,
+     'valid sources: image_folder, imagenet100, list_file, tfds'),
     ('data.sampler', 'hard', ValueError, 'class_balanced, random'),
     ('model.bits', 0, ValueError, 'positive integer'),
     ('model.bits', 256, ValueError, 'at most 255 bits'),
@@ -144,3 +145,39 @@ def test_unknown_optimizer():
   cfg = ml_collections.ConfigDict({'optimizer': dict(name='lamb', learning_rate=1.0)})
   with pytest.raises(ValueError, match='adam, rmsprop'):
     train.create_optimizer(cfg)
+
+
+def test_bfloat16_stays_close_to_float32(tiny_config):
+  """model.dtype='bfloat16' computes in bfloat16 with float32 parameters, optimiser
+  state, heads and loss; over 4 training steps its losses stay within 6% of float32's
+  (bfloat16 keeps 8 mantissa bits, about 0.4% per operation).
+
+  Gradients are not compared elementwise: at initialisation, on 6 random images, the
+  rounding moves many ReLU and max-pooling decisions, which changes the early layers'
+  gradients by tens of percent in bfloat16 while the loss barely moves.
+  """
+  from dahjax import parallel
+  rng = np.random.default_rng(0)
+  batch = {'image': rng.random((6, 32, 32, 3), dtype=np.float32),
+           'label': np.eye(3, dtype=np.float32)[[0, 1, 2, 0, 1, 2]]}
+  mesh = parallel.create_mesh()
+  runs = {}
+  for dtype in ('float32', 'bfloat16'):
+    tiny_config.model.dtype = dtype
+    model = train.create_model(tiny_config)
+    state = train.create_train_state(jax.random.key(0), tiny_config, model, 32)
+    state = jax.device_put(state, parallel.replicated(mesh))
+    step = train.make_train_step(tiny_config)
+    losses = []
+    for _ in range(4):
+      state, metrics = step(state, parallel.global_batch(batch, mesh))
+      losses.append(float(metrics['loss']))
+    runs[dtype] = (losses, state)
+  (l32, _), (l16, s16) = runs['float32'], runs['bfloat16']
+  assert {p.dtype for p in jax.tree.leaves(s16.params)} == {np.dtype('float32')}
+  assert {p.dtype for p in jax.tree.leaves(s16.opt_state)
+          if p.ndim > 0} == {np.dtype('float32')}
+  print(f'bfloat16 vs float32 losses over 4 steps: {np.round(l16, 4)} vs '
+        f'{np.round(l32, 4)}')
+  np.testing.assert_allclose(l16, l32, rtol=6e-2)
+  assert l16 != l32  # bfloat16 did compute differently.

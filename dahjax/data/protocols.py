@@ -36,6 +36,7 @@ import json
 import os
 from typing import Callable, Sequence
 
+import jax
 import numpy as np
 
 from dahjax.data import imagenet100_lists
@@ -261,7 +262,8 @@ def load_or_create_splits(pool: Pool, protocol: str, seed: int,
     return {name: np.array([position[i] for i in ids], dtype=np.int64)
             for name, ids in saved['splits'].items()}
   splits = get_protocol(protocol).make_splits(pool, seed)
-  if path:
+  # Every process draws the same splits from the seed; process 0 records them.
+  if path and jax.process_index() == 0:
     record = {'protocol': protocol, 'seed': seed, 'class_names': pool.class_names,
               'splits': {k: [pool.ids[i] for i in v] for k, v in splits.items()}}
     tmp = path + '.tmp'
