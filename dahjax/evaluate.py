@@ -213,8 +213,12 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *, state=None, mod
   q_labels, db_labels = data.pool.labels[q_idx], data.pool.labels[db_idx]
 
   topk = config.eval.topk if config.eval.topk is not None else data.protocol.map_topk
+  # The protocol's K beyond the database (a small test copy) ranks the whole database,
+  # which is what the top K then holds; a K set in the config must fit.
+  search_k = (min(topk, len(db_idx)) if topk is not None and config.eval.topk is None
+              else topk)
   metrics = retrieval.retrieval_metrics(
-      q_codes, db_codes, q_labels, db_labels, topk=topk,
+      q_codes, db_codes, q_labels, db_labels, topk=search_k,
       precision_at=config.eval.precision_at, radius=config.eval.radius, curves=True)
   attention = config.model.get('attention')
   metrics.update({

@@ -298,3 +298,48 @@ def test_encode_resizes_like_torchvision(size, expected):
   Image.new('RGB', size, (200, 30, 30)).save(out, format='PNG')
   with Image.open(io.BytesIO(imagenet100.encode(out.getvalue(), 256))) as img:
     assert img.format == 'JPEG' and img.mode == 'RGB' and img.size == expected
+
+
+def test_headline_config_runs_end_to_end(built, fake_lists, tmp_path):
+  """configs/dpfah_imagenet100.py on the fake copy: splits, a few training steps,
+  checkpoints and an evaluation at mAP@1000 (sizes cut down to run in seconds)."""
+  del fake_lists
+  from configs import dpfah_imagenet100  # pylint: disable=g-import-not-at-top
+  from dahjax import train  # pylint: disable=g-import-not-at-top
+  from dahjax import validation  # pylint: disable=g-import-not-at-top
+  config = dpfah_imagenet100.get_config()
+  config.unlock()
+  config.data.data_dir = built['archives']
+  config.model.bits = 8
+  config.data.image_size, config.data.resize_size = 48, 56
+  config.batch_size, config.num_train_steps = 6, 2
+  config.checkpoint_every_steps, config.log_every_steps = 1, 1
+  config.eval.batch_size, config.eval.precision_at = 8, 5
+  config.data.num_threads = 1
+  workdir = str(tmp_path / 'run')
+  validation.validate(config, workdir)
+  metrics = train.train_and_evaluate(config, workdir)
+  assert metrics['protocol'] == 'imagenet100' and metrics['map_topk'] == 1000
+  assert metrics['num_queries'] == len(CLASSES) * QUERIES_PER_CLASS
+  assert metrics['num_database'] == len(CLASSES) * (TRAIN_PER_CLASS + 1)
+  assert 0.0 <= metrics['map'] <= 1.0
+  assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['1', '2']
+  assert os.path.exists(os.path.join(workdir, 'eval', 'retrieval_grid.png'))
+
+
+def test_headline_command_without_data_fails_fast(tmp_path):
+  """No ImageNet-100 prepared: the command stops in seconds, before compiling
+  anything, and says which files to put where and what to run."""
+  import time  # pylint: disable=g-import-not-at-top
+  start = time.time()
+  proc = subprocess.run(
+      [sys.executable, '-m', 'dahjax.main', '--config', 'configs/dpfah_imagenet100.py',
+       '--workdir', str(tmp_path / 'run'),
+       f'--config.data.data_dir={tmp_path / "tfds"}'],
+      cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert proc.returncode != 0
+  assert 'ILSVRC2012_img_train.tar' in proc.stderr
+  assert 'python -m dahjax.data.imagenet100 --manual_dir=' in proc.stderr
+  assert 'Traceback' not in proc.stderr
+  assert 'Compiling' not in proc.stderr and not os.path.exists(tmp_path / 'run' / 'checkpoints')
+  assert time.time() - start < 60
