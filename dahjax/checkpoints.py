@@ -20,6 +20,8 @@ import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
+from dahjax import atomic
+
 CHECKPOINT_DIR = 'checkpoints'
 RUN_CONFIG_FILE = 'run_config.json'
 
@@ -131,7 +133,4 @@ def check_run_config(config: ml_collections.ConfigDict, workdir: str) -> None:
           'for this config, or the settings of that run to resume or evaluate it.')
     return
   if jax.process_index() == 0:
-    tmp = path + '.tmp'
-    with open(tmp, 'w') as f:
-      json.dump(settings, f, indent=2)
-    os.replace(tmp, path)
+    atomic.write_json(path, settings, indent=2)

@@ -17,6 +17,8 @@ from typing import Sequence
 from absl import app
 from absl import flags
 
+from dahjax import atomic
+
 METRICS_FILE = os.path.join('eval', 'metrics.json')
 
 _OUTPUT = flags.DEFINE_string('output', None,
@@ -137,13 +139,6 @@ def markdown_table(results: Sequence[Result]) -> str:
   return '\n'.join(lines) + '\n'
 
 
-def write_table(table: str, path: str) -> None:
-  tmp = path + '.tmp'
-  with open(tmp, 'w') as f:
-    f.write(table)
-  os.replace(tmp, path)
-
-
 def main(argv: Sequence[str]) -> None:
   workdirs = argv[1:]
   if not workdirs:
@@ -155,7 +150,7 @@ def main(argv: Sequence[str]) -> None:
     sys.exit(f'error: {e}')  # The message says what to do; a traceback would bury it.
   print(table, end='')
   if _OUTPUT.value:
-    write_table(table, _OUTPUT.value)
+    atomic.write_text(_OUTPUT.value, table)
 
 
 if __name__ == '__main__':

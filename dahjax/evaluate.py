@@ -20,6 +20,7 @@ from jax.sharding import PartitionSpec as P
 import ml_collections
 import numpy as np
 
+from dahjax import atomic
 from dahjax import checkpoints
 from dahjax import parallel
 from dahjax import plots
@@ -375,14 +376,10 @@ def write_outputs(workdir, metrics, q_codes, db_codes, q_labels, db_labels) -> N
   """Writes `eval/codes.npz` and `eval/metrics.json` into `workdir`."""
   eval_dir = os.path.join(workdir, 'eval')
   os.makedirs(eval_dir, exist_ok=True)
-  # Write then rename, so a reader never sees a half-written file.
-  tmp = os.path.join(eval_dir, 'codes.tmp.npz')
-  np.savez_compressed(tmp, query_codes=q_codes.astype(np.uint8),
-                      database_codes=db_codes.astype(np.uint8),
-                      query_labels=q_labels.astype(np.uint8),
-                      database_labels=db_labels.astype(np.uint8))
-  os.replace(tmp, os.path.join(eval_dir, 'codes.npz'))
-  tmp = os.path.join(eval_dir, 'metrics.json.tmp')
-  with open(tmp, 'w') as f:
-    json.dump(metrics, f, indent=2)
-  os.replace(tmp, os.path.join(eval_dir, 'metrics.json'))
+  with atomic.replacing(os.path.join(eval_dir, 'codes.npz'),
+                         keep_extension=True) as tmp:
+    np.savez_compressed(tmp, query_codes=q_codes.astype(np.uint8),
+                        database_codes=db_codes.astype(np.uint8),
+                        query_labels=q_labels.astype(np.uint8),
+                        database_labels=db_labels.astype(np.uint8))
+  atomic.write_json(os.path.join(eval_dir, 'metrics.json'), metrics, indent=2)

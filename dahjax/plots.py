@@ -6,12 +6,13 @@ backend nor needs a display, and each PNG is written under a temporary name and 
 renamed: a reader never sees a half-written image.
 """
 
-import os
 from typing import Sequence
 
 from matplotlib import figure as figure_lib
 from matplotlib.backends import backend_agg
 import numpy as np
+
+from dahjax import atomic
 
 RELEVANT_COLOR = 'tab:green'
 IRRELEVANT_COLOR = 'tab:red'
@@ -27,9 +28,8 @@ def new_figure(width: float, height: float) -> figure_lib.Figure:
 
 def save_png(fig: figure_lib.Figure, path: str) -> None:
   """Writes `fig` to `path` as a PNG: to a temporary file first, then renamed."""
-  tmp = path + '.tmp'
-  fig.savefig(tmp, format='png')
-  os.replace(tmp, path)
+  with atomic.replacing(path) as tmp:
+    fig.savefig(tmp, format='png')
 
 
 def radius_labels(precision: np.ndarray, recall: np.ndarray,

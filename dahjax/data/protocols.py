@@ -39,6 +39,7 @@ from typing import Callable, Sequence
 import jax
 import numpy as np
 
+from dahjax import atomic
 from dahjax.data import imagenet100_lists
 from dahjax.data import sources as sources_lib
 
@@ -266,10 +267,7 @@ def load_or_create_splits(pool: Pool, protocol: str, seed: int,
   if path and jax.process_index() == 0:
     record = {'protocol': protocol, 'seed': seed, 'class_names': pool.class_names,
               'splits': {k: [pool.ids[i] for i in v] for k, v in splits.items()}}
-    tmp = path + '.tmp'
-    with open(tmp, 'w') as f:
-      json.dump(record, f)
-    os.replace(tmp, path)
+    atomic.write_json(path, record)
   return splits
 
 
