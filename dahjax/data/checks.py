@@ -35,7 +35,7 @@ def check_data(data_config: ml_collections.ConfigDict) -> None:
   elif cfg.source == 'tfds':
     _check_tfds(data_dir, cfg.tfds_name, cfg.tfds_download)
   elif cfg.source == 'imagenet100':
-    _check_imagenet100(data_dir, kwargs['config'])
+    imagenet100_lists.check_prepared(sources.tfds_data_dir(data_dir), kwargs['config'])
   elif cfg.source == 'list_file':
     _check_list_files(data_dir, kwargs['list_files'], kwargs['class_names_file'])
 
@@ -64,27 +64,14 @@ def _check_tfds(data_dir: str, name: str, download: bool) -> None:
         '--config.data.data_dir=<the data_dir it was built into>.')
 
 
-def _check_imagenet100(data_dir: str, config: str) -> None:
-  if config not in imagenet100_lists.CONFIG_NAMES:
-    raise ValueError(f'Unknown data.imagenet100_config {config!r}; valid configs: '
-                     f'{", ".join(imagenet100_lists.CONFIG_NAMES)}.')
-  root = sources.tfds_data_dir(data_dir)
-  if not os.path.isfile(os.path.join(imagenet100_lists.dataset_dir(root, config),
-                                     'dataset_info.json')):
-    raise FileNotFoundError(imagenet100_lists.not_prepared_message(root, config))
-
-
 def _check_list_files(data_dir: str, list_files: dict[str, str],
                       class_names_file: str) -> None:
   if not os.path.isdir(data_dir):
     raise FileNotFoundError(
         f'data.data_dir {data_dir!r}, the image root that list file paths start from, '
         'does not exist; pass --config.data.data_dir=<that folder>.')
-  if class_names_file and not os.path.isfile(os.path.join(data_dir, class_names_file)):
-    raise FileNotFoundError(
-        f'Class names file {os.path.join(data_dir, class_names_file)!r} '
-        '(config.data.class_names_file) does not exist; give one name a line, or leave '
-        'the field empty for class_0, class_1, ...')
+  if class_names_file:
+    sources.read_class_names(os.path.join(data_dir, class_names_file))
   paths = {split: os.path.join(data_dir, f) for split, f in list_files.items()}
   missing = [f'{p!r} (split {split!r})' for split, p in paths.items()
              if not os.path.isfile(p)]

@@ -86,6 +86,20 @@ def not_prepared_message(data_dir: str, config: str = DEFAULT_CONFIG) -> str:
       'was built into>.')
 
 
+def check_prepared(data_dir: str, config: str = DEFAULT_CONFIG) -> None:
+  """Raises unless ImageNet-100 (`config`) is built under the tfds `data_dir`.
+
+  Raises:
+    ValueError: an unknown config.
+    FileNotFoundError: not built there; the message says how to build it.
+  """
+  if config not in CONFIG_NAMES:
+    raise ValueError(f'Unknown ImageNet-100 config {config!r} (data.imagenet100_config); '
+                     f'valid configs: {", ".join(CONFIG_NAMES)}.')
+  if not os.path.isfile(os.path.join(dataset_dir(data_dir, config), 'dataset_info.json')):
+    raise FileNotFoundError(not_prepared_message(data_dir, config))
+
+
 @functools.cache
 def classes() -> tuple[str, ...]:
   """The 100 WordNet ids in label order."""

@@ -161,15 +161,9 @@ class Imagenet100Source:
     if split not in imagenet100_lists.SPLITS:
       raise ValueError(f'ImageNet-100 has the splits {imagenet100_lists.SPLITS}, not '
                        f'{split!r}.')
-    if config not in imagenet100_lists.CONFIG_NAMES:
-      raise ValueError(f'Unknown ImageNet-100 config {config!r} '
-                       '(data.imagenet100_config); valid configs: '
-                       f'{", ".join(imagenet100_lists.CONFIG_NAMES)}.')
     data_dir = tfds_data_dir(data_dir)
+    imagenet100_lists.check_prepared(data_dir, config)
     name = f'{imagenet100_lists.DATASET_NAME}/{config}'
-    if not os.path.exists(os.path.join(imagenet100_lists.dataset_dir(data_dir, config),
-                                       'dataset_info.json')):
-      raise FileNotFoundError(imagenet100_lists.not_prepared_message(data_dir, config))
     self._source = tfds.data_source(name, split=split, data_dir=data_dir,
                                     download=False)
     info = tfds.builder(name, data_dir=data_dir).info
