@@ -13,6 +13,7 @@ from matplotlib.backends import backend_agg
 import numpy as np
 
 from dahjax import atomic
+from dahjax import retrieval
 
 RELEVANT_COLOR = 'tab:green'
 IRRELEVANT_COLOR = 'tab:red'
@@ -132,9 +133,9 @@ def hamming_top_k(query_codes: np.ndarray, database_codes: np.ndarray,
   Returns:
     (indices, distances), both int [q, min(k, n)].
   """
-  q = np.packbits(np.asarray(query_codes, np.uint8), axis=1)
-  d = np.packbits(np.asarray(database_codes, np.uint8), axis=1)
-  dist = np.bitwise_count(q[:, None, :] ^ d[None, :, :]).sum(axis=-1, dtype=np.int64)
+  dist = np.asarray(retrieval.hamming_distance(
+      retrieval.pack_codes(np.asarray(query_codes, np.uint8)),
+      retrieval.pack_codes(np.asarray(database_codes, np.uint8))), np.int64)
   order = np.argsort(dist, axis=1, kind='stable')[:, :k]
   return order, np.take_along_axis(dist, order, axis=1)
 

@@ -14,6 +14,16 @@ import jax
 import jax.numpy as jnp
 
 
+def pool_features(x: jax.Array) -> jax.Array:
+  """Global average pool of NHWC features [B, H, W, C] -> [B, C], in float32.
+
+  The pooled features and the heads stay in float32 whatever the backbone's dtype: the
+  losses compare codes with each other, and bfloat16 would quantise them to steps the
+  pairwise terms cannot resolve.
+  """
+  return jnp.mean(x.astype(jnp.float32), axis=(1, 2))
+
+
 def shrink_sigmoid(x: jax.Array) -> jax.Array:
   """DAH eq. 1: 1/4 + 1 / (2 (1 + exp(-x))), with range (1/4, 3/4)."""
   return 0.25 + 0.5 * nn.sigmoid(x)

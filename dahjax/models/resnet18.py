@@ -116,10 +116,7 @@ class ResNet18(nn.Module):
                        pfa=self.attention == 'every_block', pfa_lambda=self.pfa_lambda,
                        conv_impl=self.conv_impl, dtype=self.dtype,
                        name=f'layer{i + 1}_{j}')(x, train)
-    # The pooled features and the heads stay in float32 whatever the backbone's
-    # dtype: the losses compare codes with each other, and bfloat16 would
-    # quantise them to steps the pairwise terms cannot resolve.
-    features = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
+    features = heads.pool_features(x)
     out = heads.ParallelHashHead(self.bits, self.num_classes, dtype=jnp.float32,
                                  name='head')(features)
     out['features'] = features

@@ -109,10 +109,7 @@ class ResNet30(nn.Module):
       for j, strides in enumerate((2, 1, 1)):
         x = BottleneckBlock(filters, strides, self.conv_impl, self.dtype,
                             name=f'stage{i + 1}_block{j + 1}')(x, train)
-    # The pooled features and the heads stay in float32 whatever the backbone's
-    # dtype: the losses compare codes with each other, and bfloat16 would
-    # quantise them to steps the pairwise terms cannot resolve.
-    features = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
+    features = heads.pool_features(x)
     out = heads.ShrinkSigmoidHashHead(self.bits, self.num_classes, dtype=jnp.float32,
                                       name='head')(features)
     return jax.tree.map(lambda a: a.astype(jnp.float32), out)
