@@ -227,7 +227,7 @@ class PreemptionWatch:
 
 def first_non_finite(start_step: int, history: list[dict[str, Any]]):
   """(step, its loss terms as floats) of the first step with a non-finite term, or None."""
-  for i, metrics in enumerate(jax.device_get(history)):
+  for i, metrics in enumerate(history):
     values = {k: float(v) for k, v in metrics.items()}
     if not all(np.isfinite(v) for v in values.values()):
       return start_step + i, values
@@ -293,8 +293,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
               preempted)
       if save or step % config.log_every_steps == 0:
         # Every step since the last check must be finite before anything is saved.
-        check_finite(step - len(history) + 1, history)
-        summary = {k: float(np.mean([m[k] for m in history])) for k in history[0]}
+        host = jax.device_get(history)
+        check_finite(step - len(host) + 1, host)
+        summary = {k: float(np.mean([m[k] for m in host])) for k in host[0]}
         history = []
         log.report(step, summary)
       if save:
