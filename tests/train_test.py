@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from dahjax import evaluate
+from dahjax import parallel
 from dahjax import train
 from dahjax import validation
 
@@ -60,20 +61,25 @@ def test_eval_without_checkpoint_says_how_to_train(tiny_config, tmp_path):
     evaluate.evaluate(tiny_config, str(tmp_path))
 
 
-def test_train_step_reduces_loss_on_a_fixed_batch(tiny_config):
-  model = train.create_model(tiny_config)
-  state = train.create_train_state(jax.random.key(0), tiny_config, model, 32)
+def train_on_a_fixed_batch(config, steps):
+  """(losses, final state) of `steps` train steps on one fixed batch of 6 random images."""
   rng = np.random.default_rng(0)
   batch = {'image': rng.random((6, 32, 32, 3), dtype=np.float32),
            'label': np.eye(3, dtype=np.float32)[[0, 1, 2, 0, 1, 2]]}
-  from dahjax import parallel
   mesh = parallel.create_mesh()
+  model = train.create_model(config)
+  state = train.create_train_state(jax.random.key(0), config, model, 32)
   state = jax.device_put(state, parallel.replicated(mesh))
-  step = train.make_train_step(tiny_config)
+  step = train.make_train_step(config)
   losses = []
-  for _ in range(8):
-    state, m = step(state, parallel.global_batch(batch, mesh))
-    losses.append(float(m['loss']))
+  for _ in range(steps):
+    state, metrics = step(state, parallel.global_batch(batch, mesh))
+    losses.append(float(metrics['loss']))
+  return losses, state
+
+
+def test_train_step_reduces_loss_on_a_fixed_batch(tiny_config):
+  losses, state = train_on_a_fixed_batch(tiny_config, 8)
   assert losses[-1] < losses[0]
   assert int(state.step) == 8
 
@@ -156,23 +162,10 @@ def test_bfloat16_stays_close_to_float32(tiny_config):
   rounding moves many ReLU and max-pooling decisions, which changes the early layers'
   gradients by tens of percent in bfloat16 while the loss barely moves.
   """
-  from dahjax import parallel
-  rng = np.random.default_rng(0)
-  batch = {'image': rng.random((6, 32, 32, 3), dtype=np.float32),
-           'label': np.eye(3, dtype=np.float32)[[0, 1, 2, 0, 1, 2]]}
-  mesh = parallel.create_mesh()
   runs = {}
   for dtype in ('float32', 'bfloat16'):
     tiny_config.model.dtype = dtype
-    model = train.create_model(tiny_config)
-    state = train.create_train_state(jax.random.key(0), tiny_config, model, 32)
-    state = jax.device_put(state, parallel.replicated(mesh))
-    step = train.make_train_step(tiny_config)
-    losses = []
-    for _ in range(4):
-      state, metrics = step(state, parallel.global_batch(batch, mesh))
-      losses.append(float(metrics['loss']))
-    runs[dtype] = (losses, state)
+    runs[dtype] = train_on_a_fixed_batch(tiny_config, 4)
   (l32, _), (l16, s16) = runs['float32'], runs['bfloat16']
   assert {p.dtype for p in jax.tree.leaves(s16.params)} == {np.dtype('float32')}
   assert {p.dtype for p in jax.tree.leaves(s16.opt_state)
