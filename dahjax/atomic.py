@@ -30,5 +30,7 @@ def write_text(path: str, text: str) -> None:
 
 
 def write_json(path: str, value: Any, **kwargs: Any) -> None:
-  """`json.dump(value, ..., **kwargs)` into `path`, atomically."""
+  """`json.dump(value, ..., **kwargs)` into `path`, atomically, as strict JSON: a NaN or
+  infinity raises ValueError instead of writing what strict parsers reject."""
+  kwargs.setdefault('allow_nan', False)
   write_text(path, json.dumps(value, **kwargs))

@@ -344,6 +344,16 @@ def bit_balance(codes) -> float:
   return float(np.mean(per_bit_balance(codes)))
 
 
+def bit_balance_summary(codes) -> dict[str, float | int | None]:
+  """{'bit_balance': the mean of `per_bit_balance`, or None when a bit is constant (the
+  ratio is then infinite, which strict JSON cannot hold), 'constant_bits': how many
+  bits are the same in every code}."""
+  per_bit = per_bit_balance(codes)
+  constant = int(np.sum(~np.isfinite(per_bit)))
+  return {'bit_balance': None if constant else float(np.mean(per_bit)),
+          'constant_bits': constant}
+
+
 def per_bit_balance(codes) -> np.ndarray:
   """max(#ones, #zeros) / min(#ones, #zeros) of each bit [bits] (inf for a constant bit)."""
   codes = np.asarray(codes)
