@@ -162,6 +162,10 @@ def dah_loss(*, outputs: dict[str, jax.Array], labels: jax.Array,
              ce_weight: float = 1.0) -> tuple[jax.Array, dict[str, jax.Array]]:
   """DAH's total loss: softmax cross-entropy + phi1 W1 + phi2 W2 (SPEC 2.3).
 
+  A term whose weight is 0 is neither computed nor logged, so the terms can be studied
+  one at a time (W1 assumes codes in (1/4, 3/4); an unconstrained layer trained on
+  cross-entropy alone would make it undefined).
+
   Args:
     outputs: model outputs with `hash` [B, k] in (1/4, 3/4) and `logits` [B, C].
     labels: 0/1 labels [B, C].
@@ -171,17 +175,21 @@ def dah_loss(*, outputs: dict[str, jax.Array], labels: jax.Array,
     ce_weight: weight of the cross-entropy term.
 
   Returns:
-    `(loss, aux)` with `aux` = {'ce', 'w1', 'w2'}.
+    `(loss, aux)` with `aux` = {'ce', 'w1', 'w2'}, less the terms of weight 0.
   """
   codes = outputs['hash'].astype(jnp.float32)
-  similarity = pairwise_similarity(labels)
-  w1 = off_diagonal_mean(dah_similarity_term(codes=codes, similarity=similarity,
-                                             threshold=threshold))
-  w2 = off_diagonal_mean(dah_balance_term(codes=codes))
-  ce = softmax_cross_entropy(logits=outputs['logits'].astype(jnp.float32),
-                             labels=labels)
-  loss = ce_weight * ce + phi1 * w1 + phi2 * w2
-  return loss, {'ce': ce, 'w1': w1, 'w2': w2}
+  aux = {}
+  if ce_weight:
+    aux['ce'] = softmax_cross_entropy(logits=outputs['logits'].astype(jnp.float32),
+                                      labels=labels)
+  if phi1:
+    aux['w1'] = off_diagonal_mean(dah_similarity_term(
+        codes=codes, similarity=pairwise_similarity(labels), threshold=threshold))
+  if phi2:
+    aux['w2'] = off_diagonal_mean(dah_balance_term(codes=codes))
+  weights = {'ce': ce_weight, 'w1': phi1, 'w2': phi2}
+  loss = sum((weights[k] * v for k, v in aux.items()), jnp.zeros((), jnp.float32))
+  return loss, aux
 
 
 def dpfah_likelihood_loss(*, codes: jax.Array, similarity: jax.Array,

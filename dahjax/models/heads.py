@@ -34,18 +34,27 @@ def shrink_sigmoid_codes(h: jax.Array) -> jax.Array:
   return (h > 0.5).astype(jnp.uint8)
 
 
+HASH_LAYERS = ('shrink_sigmoid', 'linear')
+
+
 class ShrinkSigmoidHashHead(nn.Module):
   """Dense(bits) -> shrink sigmoid -> Dense(num_classes): classification after hashing.
 
-  Returns a dict with `hash` (continuous codes in (1/4, 3/4)) and `logits`.
+  Returns a dict with `hash` (continuous codes in (1/4, 3/4)) and `logits`. With
+  `activation='linear'` the hash layer is left unconstrained (no shrink sigmoid): the
+  classifier then sees a plain bottleneck of the same width, the ceiling against which
+  the shrink sigmoid's cost is measured; its codes are thresholded at 0.
   """
   bits: int
   num_classes: int
   dtype: jnp.dtype = jnp.float32
+  activation: str = 'shrink_sigmoid'
 
   @nn.compact
   def __call__(self, features: jax.Array) -> dict[str, jax.Array]:
-    h = shrink_sigmoid(nn.Dense(self.bits, dtype=self.dtype, name='hash')(features))
+    h = nn.Dense(self.bits, dtype=self.dtype, name='hash')(features)
+    if self.activation == 'shrink_sigmoid':
+      h = shrink_sigmoid(h)
     logits = nn.Dense(self.num_classes, dtype=self.dtype, name='classifier')(h)
     return {'hash': h, 'logits': logits}
 

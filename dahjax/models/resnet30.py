@@ -72,6 +72,8 @@ class ResNet30(nn.Module):
     attention: 'cbam' (DAH) or 'none' (NoneA-DAH).
     conv_impl: convolutions and pooling as 'auto', 'xla' or 'slices' (see `conv`).
     dtype: computation dtype (parameters stay float32).
+    hash_layer: 'shrink_sigmoid' (the paper's eq. 1) or 'linear' (an unconstrained
+      layer of the same width, codes thresholded at 0; a diagnostic, not DAH).
 
   Returns from `__call__` a dict: `hash` [B, bits] in (1/4, 3/4), `logits` [B, C].
   """
@@ -80,14 +82,22 @@ class ResNet30(nn.Module):
   attention: str = 'cbam'
   conv_impl: str = 'auto'
   dtype: Any = jnp.float32
+  hash_layer: str = 'shrink_sigmoid'
 
-  binary_codes = staticmethod(heads.shrink_sigmoid_codes)
+  def binary_codes(self, h: jax.Array) -> jax.Array:
+    """0/1 uint8 codes of the hash layer's output `h` [B, bits] (eq. 5)."""
+    if self.hash_layer == 'linear':
+      return (h > 0).astype(jnp.uint8)
+    return heads.shrink_sigmoid_codes(h)
 
   def __post_init__(self):
     # Checked at construction, so a bad config fails before anything compiles.
     if self.attention not in _ATTENTIONS:
       raise ValueError(f'Unknown attention {self.attention!r} for ResNet30; '
                        f'valid: {", ".join(_ATTENTIONS)}.')
+    if self.hash_layer not in heads.HASH_LAYERS:
+      raise ValueError(f'Unknown model.hash_layer {self.hash_layer!r} for ResNet30; '
+                       f'valid: {", ".join(heads.HASH_LAYERS)}.')
     conv.resolve_impl(self.conv_impl)
     super().__post_init__()
 
@@ -111,5 +121,5 @@ class ResNet30(nn.Module):
                             name=f'stage{i + 1}_block{j + 1}')(x, train)
     features = heads.pool_features(x)
     out = heads.ShrinkSigmoidHashHead(self.bits, self.num_classes, dtype=jnp.float32,
-                                      name='head')(features)
+                                      activation=self.hash_layer, name='head')(features)
     return jax.tree.map(lambda a: a.astype(jnp.float32), out)
