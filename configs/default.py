@@ -15,6 +15,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.model = ml_collections.ConfigDict(dict(
       bits=48, num_classes=10,
       attention='cbam',   # 'none': NoneA-DAH.
+      # 'linear': an unconstrained hash layer instead of the shrink sigmoid (a
+      # diagnostic of what the shrink sigmoid costs the classifier; not DAH).
+      hash_layer='shrink_sigmoid',
       conv_impl='auto',   # 'auto': shifted slices on the CPU, XLA's conv elsewhere.
       # Computation dtype: 'bfloat16' on accelerators computes in bfloat16 with float32
       # parameters, optimiser state and losses.
@@ -61,6 +64,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.num_train_steps = -1         # > 0 overrides num_epochs.
 
   config.log_every_steps = 50
+  # Learning curve: every this many steps, the mAP of the current parameters on
+  # eval.curve_queries fixed queries against the whole database (0: none; the run's
+  # reported numbers are always the full evaluation at its end).
+  config.eval_every_steps = 0
   config.checkpoint_every_steps = 1000
   config.max_checkpoints_to_keep = 3
 
@@ -70,5 +77,6 @@ def get_config() -> ml_collections.ConfigDict:
       topk=ml_collections.FieldReference(None, field_type=int),  # None: the protocol's K.
       precision_at=1000,
       radius=2,
+      curve_queries=1000,  # Queries of the learning curve (a fixed, seeded subset).
   ))
   return config.lock()

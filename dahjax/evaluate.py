@@ -38,15 +38,21 @@ def encode_chunk_size(chunk_size: int) -> int | None:
   return 128 if jax.default_backend() == 'cpu' else None
 
 
-def make_encoder(model, mesh, chunk_size: int | None = None):
+def make_encoder(model, mesh, chunk_size: int | None = None,
+                 with_predictions: bool = False):
   """A jitted function (variables, images) -> 0/1 uint8 codes.
 
   Images are placed sharded on the mesh's 'data' axis; variables should be replicated
   on the mesh (`jax.device_put(variables, parallel.replicated(mesh))`). Each device
   runs its rows in chunks of `chunk_size` (None: all at once), the last one padded.
+  With `with_predictions` it returns (codes, the classifier's top class [n] int32).
   """
   def codes(variables, images):
-    return model.binary_codes(model.apply(variables, images, train=False)['hash'])
+    out = model.apply(variables, images, train=False)
+    binary = model.binary_codes(out['hash'])
+    if with_predictions:
+      return binary, jnp.argmax(out['logits'], axis=-1).astype(jnp.int32)
+    return binary
 
   def per_device(variables, images):
     n = images.shape[0]
@@ -56,7 +62,7 @@ def make_encoder(model, mesh, chunk_size: int | None = None):
     images = jnp.pad(images, ((0, chunks * chunk_size - n),) + ((0, 0),) * 3)
     out = jax.lax.map(lambda x: codes(variables, x),
                       images.reshape(chunks, chunk_size, *images.shape[1:]))
-    return out.reshape(chunks * chunk_size, *out.shape[2:])[:n]
+    return jax.tree.map(lambda o: o.reshape(chunks * chunk_size, *o.shape[2:])[:n], out)
 
   encode = jax.jit(jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P('data')),
                                  out_specs=P('data')))
@@ -138,8 +144,9 @@ def process_shard(indices: np.ndarray, batch_size: int, process_index: int,
 def encode_split(encoder, variables, pool, indices: np.ndarray, *, batch_size: int,
                  image_size: int, num_threads: int, name: str = 'images',
                  progress_every: float = 5.0, transform: str = 'resize',
-                 resize_size: int = 256) -> tuple[np.ndarray, float]:
-  """Codes [n, bits] of `indices` and the forward time in seconds (compilation excluded).
+                 resize_size: int = 256) -> tuple[Any, float]:
+  """Codes [n, bits] of `indices` (or what `encoder` returns per image, e.g. codes and
+  predictions) and the forward time in seconds (compilation excluded).
 
   `batch_size` is global: with several processes each reads and encodes its own shard
   of every batch, and every process receives all codes. Logs progress as
@@ -151,18 +158,19 @@ def encode_split(encoder, variables, pool, indices: np.ndarray, *, batch_size: i
       pool, local, batch_size=batch_size // jax.process_count(), image_size=image_size,
       num_threads=num_threads, transform=transform, resize_size=resize_size)
   progress = EncodeProgress(name, len(indices), progress_every)
-  codes, seconds, done = [], 0.0, 0
+  outs, seconds, done = [], 0.0, 0
   for i, (images, _) in enumerate(batches):
     if i == 0:  # Compile outside the timed region.
       jax.block_until_ready(encoder(variables, images))
     start = time.perf_counter()
     out = encoder(variables, images)
     seconds += time.perf_counter() - start
-    codes.append(np.asarray(out))
+    outs.append(jax.tree.map(np.asarray, out))
     done = min(done + batch_size, len(indices))
     progress.update(done)
   progress.finish(done)
-  return np.concatenate(codes)[:len(indices)], seconds
+  joined = jax.tree.map(lambda *parts: np.concatenate(parts)[:len(indices)], *outs)
+  return joined, seconds
 
 
 def restore_for_eval(config, workdir: str, model, checkpoint_step: int | None = None):
@@ -181,12 +189,150 @@ def restore_for_eval(config, workdir: str, model, checkpoint_step: int | None = 
   return checkpoints.restore(manager, step, state, workdir)
 
 
+def _encode_settings(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  # A multiple of the devices (and processes) the batch is split over.
+  unit = int(np.lcm(jax.device_count(), jax.process_count()))
+  return dict(batch_size=-(-config.eval.batch_size // unit) * unit,
+              image_size=config.data.image_size, num_threads=config.data.num_threads,
+              transform=config.data.get('transform', 'resize'),
+              resize_size=config.data.get('resize_size', 256))
+
+
+def _variables(state, mesh):
+  return jax.device_put({'params': state.params, 'batch_stats': state.batch_stats},
+                        parallel.replicated(mesh))
+
+
+def classification_accuracy(predictions: np.ndarray, labels: np.ndarray) -> float | None:
+  """Share of `predictions` [n] (class indices) equal to single-label 0/1 `labels`
+  [n, C]; None for multi-label data, where one top class is not the answer."""
+  if not len(labels) or np.any(np.sum(labels, axis=1) != 1):
+    return None
+  return float(np.mean(predictions == np.argmax(labels, axis=1)))
+
+
+def _map_topk(config, data, n_db: int) -> tuple[int | None, int | None]:
+  """(K reported, K searched): the protocol's K beyond the database (a small test copy)
+  ranks the whole database, which is what the top K then holds; a K set in the config
+  must fit."""
+  topk = config.eval.topk if config.eval.topk is not None else data.protocol.map_topk
+  search_k = (min(topk, n_db) if topk is not None and config.eval.topk is None
+              else topk)
+  return topk, search_k
+
+
+CURVE_FILE = 'curve.jsonl'
+CURVE_PLOT = 'learning_curve.png'
+CURVE_SEED = 0  # Fixed, so that the curves of runs on the same splits share queries.
+
+
+def curve_queries(num_queries: int, count: int, seed: int = CURVE_SEED) -> np.ndarray:
+  """Rows (sorted) of the fixed query subset of the learning curve: `count` drawn
+  without replacement with `seed`; every query when `count` is 0 or covers them all."""
+  if count <= 0 or count >= num_queries:
+    return np.arange(num_queries)
+  rng = np.random.default_rng(seed)
+  return np.sort(rng.choice(num_queries, size=count, replace=False))
+
+
+def curve_metrics(config, data, q_rows, q_codes, q_pred, db_codes) -> dict[str, Any]:
+  """The learning curve's metrics of query rows `q_rows` against the whole database."""
+  q_idx, db_idx = data.splits['query'][q_rows], data.splits['database']
+  _, search_k = _map_topk(config, data, len(db_idx))
+  q_labels = data.pool.labels[q_idx]
+  metrics = retrieval.retrieval_metrics(
+      q_codes, db_codes, q_labels, data.pool.labels[db_idx], topk=search_k,
+      precision_at=config.eval.precision_at, radius=config.eval.radius)
+  metrics.update(retrieval.bit_balance_summary(db_codes))
+  metrics['accuracy'] = classification_accuracy(q_pred, q_labels)
+  metrics['num_queries'] = len(q_idx)
+  return metrics
+
+
+class LearningCurve:
+  """Evaluation during training on a fixed query subset against the whole database.
+
+  Each point (mAP, precision@N, bit balance, the classifier's accuracy on those
+  queries, and the mean training loss terms since the previous point) is appended to
+  `<workdir>/eval/curve.jsonl` and, prefixed `curve_`, to metrics.jsonl/TensorBoard,
+  and `eval/learning_curve.png` is redrawn. It follows the run; the number a run reports
+  is always the full evaluation of its last checkpoint, never a point chosen here (the
+  queries are the test set).
+  """
+
+  def __init__(self, config, workdir: str, *, data, model, mesh, writer,
+               steps_per_epoch: int):
+    self._config, self._data, self._mesh, self._writer = config, data, mesh, writer
+    self._steps_per_epoch = steps_per_epoch
+    self._dir = os.path.join(workdir, 'eval')
+    self.rows = curve_queries(len(data.splits['query']), config.eval.curve_queries)
+    self._encoder = make_encoder(model, mesh, encode_chunk_size(config.eval.chunk_size),
+                                 with_predictions=True)
+
+  def evaluate(self, state, step: int, train_means: dict[str, float]) -> dict[str, Any]:
+    """Encodes the database and the curve's queries with `state` and records a point."""
+    start = time.monotonic()
+    variables, kwargs = _variables(state, self._mesh), _encode_settings(self._config)
+    splits, pool = self._data.splits, self._data.pool
+    (db_codes, _), _ = encode_split(self._encoder, variables, pool, splits['database'],
+                                    name='database (curve)', **kwargs)
+    (q_codes, q_pred), _ = encode_split(self._encoder, variables, pool,
+                                        splits['query'][self.rows],
+                                        name='queries (curve)', **kwargs)
+    return self.record(step, q_codes, q_pred, db_codes, train_means,
+                       seconds=time.monotonic() - start)
+
+  def record(self, step: int, q_codes, q_pred, db_codes, train_means, *,
+             seconds: float) -> dict[str, Any]:
+    """Records the point of step `step` from the curve queries' codes and predictions."""
+    metrics = curve_metrics(self._config, self._data, self.rows, q_codes, q_pred,
+                            db_codes)
+    point = {'step': step, 'epoch': step / self._steps_per_epoch, **metrics,
+             'seconds': seconds, **{f'train_{k}': v for k, v in train_means.items()}}
+    self._writer.write(step, {f'curve_{k}': v for k, v in point.items()
+                              if k != 'step' and isinstance(v, (int, float))})
+    logging.info('Learning curve at step %d (epoch %.2f): mAP %.4f on %d queries.', step,
+                 point['epoch'], point['map'], point['num_queries'])
+    if jax.process_index() == 0:
+      os.makedirs(self._dir, exist_ok=True)
+      path = os.path.join(self._dir, CURVE_FILE)
+      with open(path, 'a') as f:
+        f.write(json.dumps(point, allow_nan=False) + '\n')
+      try:
+        plots.plot_learning_curve(read_curve(path), os.path.join(self._dir, CURVE_PLOT),
+                                  title=self.title())
+      except Exception:  # pylint: disable=broad-except
+        logging.exception('Could not draw the learning curve; its points are written.')
+    return point
+
+  def title(self) -> str:
+    c = self._config
+    name = method_name(c.model_name, c.model.get('attention'), loss_name=c.loss_name,
+                       loss=c.loss.to_dict())
+    return f'{name}, {c.model.bits} bits, {len(self.rows):,} queries'
+
+
+def read_curve(path: str) -> list[dict[str, Any]]:
+  """The points of a curve.jsonl, one per step (a step evaluated again after a resume
+  keeps its latest point), in step order."""
+  points = {}
+  with open(path) as f:
+    for line in f:
+      if line.strip():
+        point = json.loads(line)
+        points[point['step']] = point
+  return [points[s] for s in sorted(points)]
+
+
 def evaluate(config: ml_collections.ConfigDict, workdir: str, *, state=None, model=None,
              data: input_data.Data | None = None, mesh=None,
-             checkpoint_step: int | None = None, writer=None) -> dict[str, Any]:
+             checkpoint_step: int | None = None, writer=None,
+             curve: LearningCurve | None = None,
+             train_means: dict[str, float] | None = None) -> dict[str, Any]:
   """Encodes queries and database with `state` (default: the workdir's checkpoint).
 
-  `writer` is the run's `train.MetricWriter`; one is opened when not given.
+  `writer` is the run's `train.MetricWriter`; one is opened when not given. With
+  `curve`, the learning curve's point of this state is taken from the same codes.
   """
   from dahjax import train  # pylint: disable=g-import-not-at-top
   data = data or input_data.prepare(config, workdir)
@@ -194,36 +340,28 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *, state=None, mod
   mesh = mesh or parallel.create_mesh()
   if state is None:
     state = restore_for_eval(config, workdir, model, checkpoint_step)
-  variables = jax.device_put({'params': state.params, 'batch_stats': state.batch_stats},
-                             parallel.replicated(mesh))
-  encoder = make_encoder(model, mesh, encode_chunk_size(config.eval.chunk_size))
-  # A multiple of the devices (and processes) the batch is split over.
-  unit = int(np.lcm(jax.device_count(), jax.process_count()))
-  batch_size = -(-config.eval.batch_size // unit) * unit
-  kwargs = dict(batch_size=batch_size, image_size=config.data.image_size,
-                num_threads=config.data.num_threads,
-                transform=config.data.get('transform', 'resize'),
-                resize_size=config.data.get('resize_size', 256))
+  start = time.monotonic()
+  variables = _variables(state, mesh)
+  encoder = make_encoder(model, mesh, encode_chunk_size(config.eval.chunk_size),
+                         with_predictions=True)
+  kwargs = _encode_settings(config)
 
   q_idx, db_idx = data.splits['query'], data.splits['database']
   logging.info('Encoding %d database and %d query images.', len(db_idx), len(q_idx))
-  db_codes, db_seconds = encode_split(encoder, variables, data.pool, db_idx,
-                                      name='database', **kwargs)
-  q_codes, _ = encode_split(encoder, variables, data.pool, q_idx, name='queries',
-                            **kwargs)
+  (db_codes, _), db_seconds = encode_split(encoder, variables, data.pool, db_idx,
+                                           name='database', **kwargs)
+  (q_codes, q_pred), _ = encode_split(encoder, variables, data.pool, q_idx,
+                                      name='queries', **kwargs)
   q_labels, db_labels = data.pool.labels[q_idx], data.pool.labels[db_idx]
 
-  topk = config.eval.topk if config.eval.topk is not None else data.protocol.map_topk
-  # The protocol's K beyond the database (a small test copy) ranks the whole database,
-  # which is what the top K then holds; a K set in the config must fit.
-  search_k = (min(topk, len(db_idx)) if topk is not None and config.eval.topk is None
-              else topk)
+  topk, search_k = _map_topk(config, data, len(db_idx))
   metrics = retrieval.retrieval_metrics(
       q_codes, db_codes, q_labels, db_labels, topk=search_k,
       precision_at=config.eval.precision_at, radius=config.eval.radius, curves=True)
   attention = config.model.get('attention')
+  metrics.update(retrieval.bit_balance_summary(db_codes))
   metrics.update({
-      'bit_balance': retrieval.bit_balance(db_codes),
+      'accuracy': classification_accuracy(q_pred, q_labels),
       'encode_us_per_image': 1e6 * db_seconds / len(db_idx),
       'bits': int(q_codes.shape[1]),
       'protocol': config.data.protocol,
@@ -243,6 +381,9 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *, state=None, mod
   own_writer = writer is None
   writer = writer or train.MetricWriter(workdir)
   writer.write(metrics['step'], {f'eval_{k}': v for k, v in scalars.items()})
+  if curve is not None:
+    curve.record(metrics['step'], q_codes[curve.rows], q_pred[curve.rows], db_codes,
+                 train_means or {}, seconds=time.monotonic() - start)
   if own_writer:
     writer.close()
   logging.info('Evaluation: %s', json.dumps(scalars))

@@ -1,4 +1,5 @@
-"""Evaluation plots: PR curve, precision@N, precision within a radius, retrieval grid.
+"""Evaluation plots: PR curve, precision@N, precision within a radius, retrieval grid,
+learning curve.
 
 Small functions on arrays, independent of models and data sources. Figures are built
 on matplotlib's Agg canvas directly (no pyplot), so plotting neither selects a global
@@ -207,4 +208,44 @@ def plot_retrieval_grid(query_images: Sequence[np.ndarray],
   if title:
     fig.suptitle(title)
   fig.subplots_adjust(left=0.02, right=0.98, bottom=0.05, top=0.93 if title else 0.98)
+  save_png(fig, path)
+
+
+def plot_learning_curve(points: Sequence[dict], path: str, *, title: str = '') -> None:
+  """Retrieval metrics and training loss terms of a run against its epoch.
+
+  Args:
+    points: the curve's points in step order, each with 'epoch', 'map', optionally
+      'precision_at_<N>' and 'accuracy', and the mean training terms since the
+      previous point as 'train_<name>' (evaluate.LearningCurve writes them).
+    path: the PNG to write.
+    title: the figure's title.
+  """
+  if not points:
+    raise ValueError('A learning curve needs at least one point.')
+  epochs = [p['epoch'] for p in points]
+  fig = new_figure(7, 6.5)
+  top, bottom = fig.add_subplot(2, 1, 1), fig.add_subplot(2, 1, 2, sharex=None)
+  metric_names = ['map'] + sorted(k for k in points[-1]
+                                  if k.startswith('precision_at_')) + ['accuracy']
+  for name in metric_names:
+    values = [p.get(name) for p in points]
+    if all(v is None for v in values):
+      continue
+    top.plot(epochs, [np.nan if v is None else v for v in values], marker='o',
+             markersize=3, label={'map': 'mAP'}.get(name, name.replace('_', ' ')))
+  top.set(ylabel='on the curve queries', ylim=(-0.02, 1.02),
+          title=title or 'Learning curve')
+  top.grid(alpha=0.3)
+  top.legend(fontsize=8)
+  terms = sorted({k for p in points for k in p if k.startswith('train_')} -
+                 {'train_steps_per_sec', 'train_images_per_sec'})
+  for name in terms:
+    values = [p.get(name, np.nan) for p in points]
+    bottom.plot(epochs, values, marker='o', markersize=3, label=name[len('train_'):])
+  if terms:
+    bottom.legend(fontsize=8)
+  bottom.set(xlabel='epoch', ylabel='mean training loss terms')
+  bottom.grid(alpha=0.3)
+  fig.tight_layout()
   save_png(fig, path)

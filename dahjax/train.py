@@ -185,6 +185,27 @@ class ProgressLog:
     speed = {'steps_per_sec': rate, 'images_per_sec': rate * self._batch}
     self._writer.write(step, {f'train_{k}': v for k, v in {**metrics, **speed}.items()})
 
+  def restart_clock(self) -> None:
+    """Starts the next speed measurement now (after an evaluation between steps)."""
+    self._last_time = time.time()
+
+
+class IntervalMeans:
+  """Step-weighted means of logged training terms since the last `pop`."""
+
+  def __init__(self):
+    self._sums, self._steps = {}, 0
+
+  def add(self, means: dict[str, float], steps: int) -> None:
+    for k, v in means.items():
+      self._sums[k] = self._sums.get(k, 0.0) + v * steps
+    self._steps += steps
+
+  def pop(self) -> dict[str, float]:
+    out = {k: v / self._steps for k, v in self._sums.items()} if self._steps else {}
+    self._sums, self._steps = {}, 0
+    return out
+
 
 class Preempted(Exception):
   """Training stopped on SIGTERM after saving a checkpoint at `step`."""
@@ -282,6 +303,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       resize_size=config.data.get('resize_size', 256))
   writer = MetricWriter(workdir)
   log = ProgressLog(writer, total_steps, config.batch_size, start_step)
+  curve = None
+  if config.eval_every_steps > 0:
+    curve = evaluate.LearningCurve(config, workdir, data=data, model=model, mesh=mesh,
+                                   writer=writer, steps_per_epoch=sampler.steps_per_epoch)
+  interval = IntervalMeans()  # Training terms since the last learning-curve point.
   preemption = PreemptionWatch(manager)
   history = []   # Metrics of the steps since the last check, on the device.
   try:
@@ -291,11 +317,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       preempted = preemption.reached(step)
       save = (step % config.checkpoint_every_steps == 0 or step == total_steps or
               preempted)
-      if save or step % config.log_every_steps == 0:
+      curve_point = curve is not None and step % config.eval_every_steps == 0
+      if save or curve_point or step % config.log_every_steps == 0:
         # Every step since the last check must be finite before anything is saved.
         host = jax.device_get(history)
         check_finite(step - len(host) + 1, host)
         summary = {k: float(np.mean([m[k] for m in host])) for k in host[0]}
+        interval.add(summary, len(host))
         history = []
         log.report(step, summary)
       if save:
@@ -303,10 +331,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       if preempted:
         manager.wait_until_finished()
         raise Preempted(step)
+      if curve_point and step != total_steps:  # The last point comes from the full run.
+        curve.evaluate(state, step, interval.pop())
+        log.restart_clock()
   finally:
     preemption.close()
   manager.wait_until_finished()
   metrics = evaluate.evaluate(config, workdir, state=state, model=model, data=data,
-                              mesh=mesh, writer=writer)
+                              mesh=mesh, writer=writer, curve=curve,
+                              train_means=interval.pop())
   writer.close()
   return metrics

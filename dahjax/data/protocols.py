@@ -8,6 +8,9 @@ Splits drawn at random are drawn per class with a seed and saved in the workdir
 Protocols (`config.data.protocol`; SPEC 2.5 and 3.5):
 
   dah_cifar10    train and database = the 'train' split, queries = 'test'; mAP@ALL.
+  dah_cifar10_10k  a part of dah_cifar10 for quick studies: 1,000 training images per
+                 class drawn from the 'train' split (also the database), queries =
+                 'test'; mAP@ALL.
   dpfah_cifar10  100 queries and 500 training images per class from all images; the
                  rest is the database; mAP@ALL.
   imagenet100    source imagenet100. train = HashNet's 13,000 listed training images
@@ -96,6 +99,13 @@ def first_positions(pool: Pool) -> dict[str, int]:
 def _train_test(pool: Pool, seed: int) -> dict[str, np.ndarray]:
   del seed  # Fixed splits.
   train = pool.indices_of('train')
+  return {'train': train, 'query': pool.indices_of('test'), 'database': train}
+
+
+def _train_part_test(pool: Pool, seed: int) -> dict[str, np.ndarray]:
+  train_split = pool.indices_of('train')
+  part = per_class_split(pool.labels[train_split], {'train': 1000}, 'rest', seed)
+  train = train_split[part['train']]
   return {'train': train, 'query': pool.indices_of('test'), 'database': train}
 
 
@@ -218,6 +228,10 @@ PROTOCOLS: dict[str, ProtocolSpec] = {
         ('train', 'test'), _train_test, None,
         'DAH (SPEC 2.5): train and database = the training split, queries = the test '
         'split; mAP@ALL.'),
+    'dah_cifar10_10k': ProtocolSpec(
+        ('train', 'test'), _train_part_test, None,
+        'A 10,000-image part of dah_cifar10 for quick studies: 1,000 training images '
+        'per class (also the database), queries = the test split; mAP@ALL.'),
     'dpfah_cifar10': ProtocolSpec(
         ('train', 'test'), _dpfah_cifar10, None,
         'DPFAH (SPEC 3.5): from all images, 100 queries and 500 training images per '
