@@ -7,6 +7,9 @@
 #
 #   bash results/diagnosis/run.sh <workdir root> [variant ...]
 #
+# CIFAR10_DIR (default ../shared/data/cifar10_jpeg) is the image folder
+# (train/<class>/*.jpg, test/<class>/*.jpg).
+#
 #   dah        DAH as specified: cross-entropy + W1 + W2
 #   ce_only    cross-entropy only, on the shrink-sigmoid layer
 #   linear_ce  cross-entropy only, on an unconstrained layer of the same width
@@ -21,6 +24,7 @@ shift
 variants=("$@")
 [ ${#variants[@]} -gt 0 ] || variants=(dah ce_only linear_ce hash_only)
 common=(--config configs/dah_cifar10.py --config.model.bits=12
+        --config.data.data_dir="${CIFAR10_DIR:-../shared/data/cifar10_jpeg}"
         --config.data.protocol=dah_cifar10_10k --config.num_epochs=3
         --config.eval_every_steps=500 --config.checkpoint_every_steps=500
         --config.max_checkpoints_to_keep=10 --config.eval.curve_queries=10000)
