@@ -48,13 +48,14 @@ def worker() -> dict:
   import numpy as np  # pylint: disable=g-import-not-at-top
   from configs import default  # pylint: disable=g-import-not-at-top
   from dahjax import parallel, train  # pylint: disable=g-import-not-at-top
+  from dahjax import state as state_lib  # pylint: disable=g-import-not-at-top
   config = default.get_config()
   config.unlock()
   config.model.bits = _BITS.value
   config.batch_size = _BATCH.value
   mesh = parallel.create_mesh()
-  model = train.create_model(config)
-  state = jax.device_put(train.create_train_state(jax.random.key(0), config, model, 32),
+  model = state_lib.create_model(config)
+  state = jax.device_put(state_lib.create_train_state(jax.random.key(0), config, model),
                          parallel.replicated(mesh))
   rng = np.random.default_rng(0)
   b = _BATCH.value

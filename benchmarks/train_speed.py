@@ -83,15 +83,13 @@ def matmul_gflops() -> float:
 
 def build_config(setting: str, variant: str):
   """The default config with a setting's overrides; conv_impl from the variant."""
-  import ml_collections  # pylint: disable=g-import-not-at-top
   from configs import default  # pylint: disable=g-import-not-at-top
   overrides, size, _, _ = SETTINGS[setting]
   config = default.get_config()
   config.unlock()
   config.model_name, config.loss_name = overrides['model_name'], overrides['loss_name']
   config.model.update(overrides['model'])
-  if 'loss' in overrides:
-    config.loss = ml_collections.ConfigDict(overrides['loss'])
+  config.loss.update(overrides.get('loss', {}))
   config.data.image_size = size
   config.model.conv_impl = 'slices' if variant == 'fast' else 'xla'
   return config
@@ -102,11 +100,12 @@ def build_step(task: dict, batch_size: int, config=None):
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from dahjax import parallel, train  # pylint: disable=g-import-not-at-top
+  from dahjax import state as state_lib  # pylint: disable=g-import-not-at-top
   config = config or build_config(task['setting'], task['variant'])
   size = config.data.image_size
   mesh = parallel.create_mesh()
-  model = train.create_model(config)
-  state = train.create_train_state(jax.random.key(0), config, model, size)
+  model = state_lib.create_model(config)
+  state = state_lib.create_train_state(jax.random.key(0), config, model)
   state = jax.device_put(state, parallel.replicated(mesh))
   rng = np.random.default_rng(0)
   labels = np.eye(config.model.num_classes, dtype=np.float32)[
@@ -124,7 +123,8 @@ def jax_worker(task: dict) -> dict:
     conv.configure_cpu_backend()
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from dahjax import evaluate, parallel, train  # pylint: disable=g-import-not-at-top
+  from dahjax import encode, parallel  # pylint: disable=g-import-not-at-top
+  from dahjax import state as state_lib  # pylint: disable=g-import-not-at-top
 
   _, size, batches, _ = SETTINGS[task['setting']]
   config = build_config(task['setting'], task['variant'])
@@ -147,10 +147,10 @@ def jax_worker(task: dict) -> dict:
         'temp_mib': compiled.memory_analysis().temp_size_in_bytes / 2**20}
   state = holder[0]
   mesh = parallel.create_mesh()
-  model = train.create_model(config)
+  model = state_lib.create_model(config)
   variables = jax.device_put({'params': state.params, 'batch_stats': state.batch_stats},
                              parallel.replicated(mesh))
-  encoder = evaluate.make_encoder(model, mesh, evaluate.encode_chunk_size(0))
+  encoder = encode.make_encoder(model, mesh, encode.encode_chunk_size(0))
   images = np.random.default_rng(1).random((task['encode_batch'], size, size, 3),
                                            dtype=np.float32)
   seconds = timed(lambda: encoder(variables, images), 2)

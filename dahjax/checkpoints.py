@@ -21,15 +21,18 @@ import ml_collections
 import orbax.checkpoint as ocp
 
 from dahjax import atomic
+from dahjax import models
 
 CHECKPOINT_DIR = 'checkpoints'
 RUN_CONFIG_FILE = 'run_config.json'
 
 # Config fields that define a run; others (epochs, logging, evaluation, conv_impl,
 # dtype, data paths) may change between the starts of one run.
+# A model field the model does not take is recorded as None; a field missing from an
+# older workdir's record is not compared.
 _RUN_FIELDS = ('model_name', 'model.bits', 'model.num_classes', 'model.attention',
-               'model.stem', 'loss_name', 'data.protocol', 'data.source',
-               'data.image_size', 'data.split_seed', 'seed', 'batch_size')
+               'model.stem', 'model.hash_layer', 'loss_name', 'data.protocol',
+               'data.source', 'data.image_size', 'data.split_seed', 'seed', 'batch_size')
 
 
 def create_manager(workdir: str, config: ml_collections.ConfigDict,
@@ -41,6 +44,28 @@ def create_manager(workdir: str, config: ml_collections.ConfigDict,
                                options=options)
 
 
+def step_to_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                     step: int | None = None) -> int:
+  """`step`, or the workdir's latest checkpoint step when None.
+
+  Raises:
+    FileNotFoundError: the workdir has no checkpoint (the message gives the training
+      command), or none of step `step` (it lists the steps there are).
+  """
+  manager = create_manager(workdir, config, read_only=True)
+  steps = sorted(manager.all_steps())
+  if not steps:
+    raise FileNotFoundError(
+        f'No checkpoint in {os.path.join(workdir, CHECKPOINT_DIR)}. Train one first: '
+        f'python -m dahjax.main --config <config> --workdir {workdir}')
+  if step is None:
+    return steps[-1]
+  if step not in steps:
+    raise FileNotFoundError(f'No checkpoint for step {step} in {workdir}; available: '
+                            f'{steps}.')
+  return step
+
+
 def save(manager: ocp.CheckpointManager, step: int, state,
          data_position: dict[str, Any] | None = None) -> None:
   """Saves `state` (and, as JSON, where the input pipeline stands) as step `step`."""
@@ -48,15 +73,6 @@ def save(manager: ocp.CheckpointManager, step: int, state,
   if data_position is not None:
     items['data'] = ocp.args.JsonSave(data_position)
   manager.save(step, args=ocp.args.Composite(**items))
-
-
-def data_position(manager: ocp.CheckpointManager, step: int) -> dict[str, Any] | None:
-  """The input pipeline's position saved with checkpoint `step`, if it has one."""
-  try:
-    return manager.restore(step, args=ocp.args.Composite(data=ocp.args.JsonRestore()))[
-        'data']
-  except Exception:  # pylint: disable=broad-except
-    return None
 
 
 def restore(manager: ocp.CheckpointManager, step: int, state, workdir: str):
@@ -71,6 +87,21 @@ def restore(manager: ocp.CheckpointManager, step: int, state, workdir: str):
         f'Checkpoint {path} cannot be restored into this model ({type(e).__name__}: '
         f'{e}). It is corrupt or was written by a different config; remove it to '
         'fall back to an earlier step, or use another workdir.') from e
+  return restored['state']
+
+
+def restore_partial(manager: ocp.CheckpointManager, step: int, target, workdir: str):
+  """Restores only the leaves of `target` (a dict of abstract arrays, a subtree of the
+  saved state such as its params) from checkpoint `step`, on this process's devices."""
+  restore_args = ocp.checkpoint_utils.construct_restore_args(target)
+  try:
+    restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
+        target, restore_args=restore_args, partial_restore=True)))
+  except Exception as e:  # Orbax raises many types for unreadable data.
+    path = os.path.join(workdir, CHECKPOINT_DIR, str(step))
+    raise RuntimeError(
+        f'Checkpoint {path} cannot be restored into this model ({type(e).__name__}: '
+        f'{e}). It is corrupt or was written by a different config.') from e
   return restored['state']
 
 
@@ -102,13 +133,15 @@ def restore_latest(manager: ocp.CheckpointManager, state, workdir: str):
 
 
 def run_settings(config: ml_collections.ConfigDict) -> dict[str, Any]:
-  """The config fields that define a run (see `_RUN_FIELDS`), missing ones as None."""
+  """The config fields that define a run (see `_RUN_FIELDS`)."""
+  taken = models.model_kwargs(config)
   out = {}
   for field in _RUN_FIELDS:
-    node = config
-    for part in field.split('.'):
-      node = node.get(part) if isinstance(node, ml_collections.ConfigDict) else None
-    out[field] = node
+    group, _, name = field.rpartition('.')
+    if group == 'model':
+      out[field] = taken.get(name)
+    else:
+      out[field] = (config[group] if group else config)[name]
   return out
 
 
@@ -124,7 +157,8 @@ def check_run_config(config: ml_collections.ConfigDict, workdir: str) -> None:
   if os.path.exists(path):
     with open(path) as f:
       saved = json.load(f)
-    diff = {k: (saved.get(k), v) for k, v in settings.items() if saved.get(k) != v}
+    diff = {k: (saved[k], v) for k, v in settings.items()
+            if k in saved and saved[k] != v}
     if diff:
       lines = '; '.join(f'{k}: workdir has {a!r}, config has {b!r}'
                         for k, (a, b) in diff.items())

@@ -2,10 +2,12 @@
 
 Trains and then evaluates (`--mode=train_and_eval`, the default) or only evaluates a
 checkpoint of the workdir (`--mode=eval`). Config fields are overridden on the command
-line: `--config.model.bits=24`.
+line: `--config.model.bits=24`. A bad flag, config or workdir stops with one
+`dahjax: ...` line and a non-zero exit status, before anything is compiled.
 """
 
 import logging as std_logging
+import re
 import sys
 
 from absl import app
@@ -13,6 +15,8 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from dahjax import checkpoints
+from dahjax import evaluate
 from dahjax import parallel
 from dahjax import train
 from dahjax import validation
@@ -42,6 +46,33 @@ def _quiet_libraries(record) -> bool:
   return record.levelno >= std_logging.WARNING or 'orbax' not in record.pathname
 
 
+def unknown_field_message(argv: list[str], error: Exception) -> str:
+  """One line for a `--config.<field>` override naming no field of the config.
+
+  ml_collections raises KeyError/AttributeError with the missing key and, when one is
+  close, 'Did you mean "<name>" instead of "<key>"?'.
+  """
+  text = str(error.args[0] if error.args else error)
+  close = re.search(r'Did you mean "([^"]+)" instead of "([^"]+)"', text)
+  key = close.group(2) if close else (re.findall(r'\w+', text) or ['?'])[0]
+  flag = next((a.split('=')[0] for a in argv
+               if a.startswith('--config.') and re.search(rf'\.{re.escape(key)}\b', a)),
+              f'--config...{key}')
+  hint = (f"; did you mean '{close.group(1)}'?" if close
+          else '; configs/default.py defines every field.')
+  return f"{flag}: the config has no field '{key}'{hint}"
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, with bad flags and unknown config fields as one line."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    sys.exit(f'dahjax: {e}. Pass --helpfull to see the flags.')
+  except (KeyError, AttributeError) as e:  # An override of a field that does not exist.
+    sys.exit(f'dahjax: {unknown_field_message(argv, e)}')
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
@@ -53,12 +84,14 @@ def main(argv):
   parallel.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   try:
     validation.validate(config, _WORKDIR.value)
+    if _MODE.value == 'eval':
+      # A missing checkpoint is found before anything is read or compiled.
+      checkpoints.step_to_evaluate(config, _WORKDIR.value, _CHECKPOINT_STEP.value)
   except (ValueError, FileNotFoundError) as e:
-    # A bad config or missing data: the message says what to do; no traceback.
+    # A bad config, missing data or checkpoint: the message says what to do.
     sys.exit(f'dahjax: {e}')
   logging.info('Config:\n%s', config)
   if _MODE.value == 'eval':
-    from dahjax import evaluate  # pylint: disable=g-import-not-at-top
     evaluate.evaluate(config, _WORKDIR.value, checkpoint_step=_CHECKPOINT_STEP.value)
     return
   try:
@@ -70,4 +103,4 @@ def main(argv):
 
 if __name__ == '__main__':
   flags.mark_flags_as_required(['config'])
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

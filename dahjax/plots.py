@@ -7,7 +7,10 @@ backend nor needs a display, and each PNG is written under a temporary name and 
 renamed: a reader never sees a half-written image.
 """
 
-from typing import Sequence
+import os
+from typing import Any, Sequence
+
+from absl import logging
 
 from matplotlib import figure as figure_lib
 from matplotlib.backends import backend_agg
@@ -135,8 +138,8 @@ def hamming_top_k(query_codes: np.ndarray, database_codes: np.ndarray,
     (indices, distances), both int [q, min(k, n)].
   """
   dist = np.asarray(retrieval.hamming_distance(
-      retrieval.pack_codes(np.asarray(query_codes, np.uint8)),
-      retrieval.pack_codes(np.asarray(database_codes, np.uint8))), np.int64)
+      retrieval.pack_codes(np.asarray(query_codes, np.uint8))[:, None],
+      retrieval.pack_codes(np.asarray(database_codes, np.uint8))[None]), np.int64)
   order = np.argsort(dist, axis=1, kind='stable')[:, :k]
   return order, np.take_along_axis(dist, order, axis=1)
 
@@ -249,3 +252,87 @@ def plot_learning_curve(points: Sequence[dict], path: str, *, title: str = '') -
   bottom.grid(alpha=0.3)
   fig.tight_layout()
   save_png(fig, path)
+
+
+GRID_QUERIES = 8
+GRID_RESULTS = 10
+GRID_SEED = 0  # Fixed, so that grids of different runs on the same splits match.
+
+
+def write_plots(eval_dir: str, metrics: dict[str, Any], q_codes, db_codes, q_labels,
+                db_labels, *, load_query, load_result,
+                class_names: list[str] | None = None) -> list[str]:
+  """Writes the evaluation's PNGs into `eval_dir`; returns the paths written.
+
+  Args:
+    eval_dir: the output directory (it exists).
+    metrics: `retrieval_metrics(..., curves=True)` plus 'method', 'bits', 'map_topk'.
+    q_codes: 0/1 query codes [q, bits].
+    db_codes: 0/1 database codes [n, bits].
+    q_labels: 0/1 query labels [q, C].
+    db_labels: 0/1 database labels [n, C].
+    load_query: query row -> HWC image, for the retrieval grid.
+    load_result: database row -> HWC image.
+    class_names: names of the label columns, written under the grid's images.
+
+  A plot that fails is logged and skipped: the metrics are already written, and the
+  plots must never cost the evaluation. Data whose images cannot be loaded gets no
+  retrieval grid.
+  """
+  title = (f'{metrics.get("method", "")}, {metrics["bits"]} bits, '
+           f'mAP@{metrics["map_topk"]} {metrics["map"]:.4f}')
+  curve, at_n = metrics['radius_curve'], metrics['precision_at_n']
+  paths = {name: os.path.join(eval_dir, f'{name}.png') for name in
+           ('pr_curve', 'precision_at_n', 'precision_radius', 'retrieval_grid')}
+  jobs = {
+      'pr_curve': lambda: plot_pr_curve(
+          curve['precision'], curve['recall'], paths['pr_curve'], title=title),
+      'precision_at_n': lambda: plot_precision_at_n(
+          at_n['n'], at_n['precision'], paths['precision_at_n'], title=title),
+      'precision_radius': lambda: plot_precision_radius(
+          curve['precision'], paths['precision_radius'], max_radius=4, title=title),
+      'retrieval_grid': lambda: _retrieval_grid(
+          paths['retrieval_grid'], q_codes, db_codes, q_labels, db_labels, load_query,
+          load_result, class_names, title),
+  }
+  written = []
+  for name, job in jobs.items():
+    try:
+      ok = job() is not False
+    except Exception:  # pylint: disable=broad-except
+      logging.exception('Could not write %s; the metrics are unaffected.', paths[name])
+      ok = False
+    if ok:
+      written.append(paths[name])
+    elif os.path.exists(paths[name]):
+      os.remove(paths[name])  # A plot of an earlier evaluation would contradict this one.
+  return written
+
+
+def _retrieval_grid(path, q_codes, db_codes, q_labels, db_labels, load_query,
+                    load_result, class_names, title) -> bool:
+  """The retrieval grid of a fixed choice of queries; False when images cannot load."""
+  queries = choose_queries(len(q_codes), GRID_QUERIES, GRID_SEED)
+  results, distances = hamming_top_k(q_codes[queries], db_codes, GRID_RESULTS)
+  try:
+    query_images = [load_query(int(i)) for i in queries]
+    result_images = [[load_result(int(j)) for j in row] for row in results]
+  except Exception as e:  # pylint: disable=broad-except
+    logging.warning('No retrieval grid: the images cannot be loaded (%s: %s).',
+                    type(e).__name__, e)
+    return False
+
+  def names(labels):
+    if not class_names:
+      return ''
+    present = [class_names[c] for c in np.flatnonzero(labels)]
+    # Multi-label images (NUS-WIDE) would otherwise overflow their cell.
+    return ', '.join(present[:2]) + (f' +{len(present) - 2}' if len(present) > 2 else '')
+
+  plot_retrieval_grid(
+      query_images, result_images, distances,
+      shares_label(q_labels[queries], db_labels[results]), path,
+      query_captions=[names(q_labels[i]) for i in queries],
+      result_captions=[[names(db_labels[j]) for j in row] for row in results],
+      title=title)
+  return True

@@ -1,87 +1,32 @@
-"""Training: train state, the jitted train step and the train-and-evaluate loop.
+"""Training: the jitted train step and the train loop (checkpoints, preemption,
+evaluation during training and at the end).
 
 The step is `jax.jit` over a mesh of all devices with the batch sharded on 'data' and
-the state replicated; it is compiled once and donates the incoming state. Checkpoints
-are Orbax's (written atomically, every `checkpoint_every_steps` and at the end) and a
-run restarted in the same workdir resumes from the latest one.
+the state replicated, compiled once, donating the incoming state. A run restarted in
+the same workdir resumes exactly from its latest checkpoint.
 """
 
 import functools
-import json
-import os
 import signal
 import threading
-import time
 from typing import Any
 
 from absl import logging
-from flax.training import train_state
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
-import tensorboardX
 
 from dahjax import checkpoints
+from dahjax import evaluate
 from dahjax import losses
-from dahjax import models
 from dahjax import parallel
+from dahjax import progress
+from dahjax import state as state_lib
 from dahjax.data import input_data
 from dahjax.data import pipeline
-from dahjax.models import pretrained
 
 
-class TrainState(train_state.TrainState):
-  batch_stats: Any
-
-
-OPTIMIZERS = ('adam', 'rmsprop')
-
-
-def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  """Adam (DAH, SPEC 2.4) or RMSProp with weight decay (DPFAH, SPEC 3.4).
-
-  RMSProp follows PyTorch's `torch.optim.RMSprop`, which DPFAH's code base uses: squared
-  gradient averages with `decay` (PyTorch's alpha, 0.99), eps added outside the square
-  root, and weight decay added to the gradient (L2, not decoupled).
-  """
-  opt = config.optimizer
-  if opt.name == 'adam':
-    if opt.weight_decay:
-      return optax.adamw(opt.learning_rate, b1=opt.b1, b2=opt.b2,
-                         weight_decay=opt.weight_decay)
-    return optax.adam(opt.learning_rate, b1=opt.b1, b2=opt.b2)
-  if opt.name == 'rmsprop':
-    rmsprop = optax.rmsprop(opt.learning_rate, decay=opt.get('decay', 0.99),
-                            eps=opt.get('eps', 1e-8), eps_in_sqrt=False)
-    if opt.weight_decay:
-      return optax.chain(optax.add_decayed_weights(opt.weight_decay), rmsprop)
-    return rmsprop
-  raise ValueError(f'Unknown optimizer {opt.name!r}; valid optimizers: '
-                   f'{", ".join(OPTIMIZERS)}.')
-
-
-def create_model(config: ml_collections.ConfigDict):
-  return models.create_model(config.model_name, **models.model_kwargs(config.model))
-
-
-def create_train_state(rng: jax.Array, config: ml_collections.ConfigDict, model,
-                       image_size: int) -> TrainState:
-  weights = config.model.get('pretrained')
-  if weights:
-    pretrained.check(config.model_name, weights)
-  # Jitted: initialising a deep model op by op is slow on the CPU.
-  init = jax.jit(functools.partial(model.init, train=False))
-  variables = init(rng, jnp.zeros((1, image_size, image_size, 3)))
-  if weights:
-    variables = pretrained.load_pretrained(weights, variables)
-  return TrainState.create(apply_fn=model.apply, params=variables['params'],
-                           batch_stats=variables.get('batch_stats', {}),
-                           tx=create_optimizer(config))
-
-
-def loss_and_grads(state: TrainState, batch: dict[str, jax.Array], *, loss_fn,
+def loss_and_grads(state: state_lib.TrainState, batch: dict[str, jax.Array], *, loss_fn,
                    loss_kwargs: dict[str, Any]):
   """((loss, (loss terms, new BatchNorm statistics)), gradients) on a global batch.
 
@@ -100,8 +45,9 @@ def loss_and_grads(state: TrainState, batch: dict[str, jax.Array], *, loss_fn,
   return jax.value_and_grad(compute_loss, has_aux=True)(state.params)
 
 
-def train_step(state: TrainState, batch: dict[str, jax.Array], *, loss_fn,
-               loss_kwargs: dict[str, Any]) -> tuple[TrainState, dict[str, jax.Array]]:
+def train_step(state: state_lib.TrainState, batch: dict[str, jax.Array], *, loss_fn,
+               loss_kwargs: dict[str, Any]
+               ) -> tuple[state_lib.TrainState, dict[str, jax.Array]]:
   """One optimisation step on a global batch {'image', 'label'}; returns metrics."""
   (loss, (aux, batch_stats)), grads = loss_and_grads(state, batch, loss_fn=loss_fn,
                                                      loss_kwargs=loss_kwargs)
@@ -111,14 +57,10 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, loss_fn,
 
 def make_train_step(config: ml_collections.ConfigDict):
   """The jitted train step. It takes a state replicated over the mesh and a batch
-  sharded on 'data' (`parallel.global_batch`); jit follows those input shardings.
-
-  Shardings are given by the inputs rather than by `in_shardings`/`out_shardings`:
-  on the CPU backend the latter compiled a step about 5x slower (jax 0.10.2).
-  """
-  loss_fn = losses.get_loss(config.loss_name)
-  step = functools.partial(train_step, loss_fn=loss_fn,
-                           loss_kwargs=config.loss.to_dict())
+  sharded on 'data' (`parallel.global_batch`); jit follows those input shardings
+  (docs/design.md says why not `in_shardings`)."""
+  step = functools.partial(train_step, loss_fn=losses.get_loss(config.loss_name),
+                           loss_kwargs=losses.loss_kwargs(config.loss_name, config.loss))
   return jax.jit(step, donate_argnums=0)
 
 
@@ -137,57 +79,6 @@ def num_train_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -> 
   if config.num_train_steps > 0:
     return config.num_train_steps
   return config.num_epochs * steps_per_epoch
-
-
-class MetricWriter:
-  """Appends metrics to `workdir/metrics.jsonl` and TensorBoard event files in
-  `workdir/tensorboard` (tensorboardX: no TensorFlow needed). Process 0 writes."""
-
-  def __init__(self, workdir: str):
-    self._active = jax.process_index() == 0
-    self._path = os.path.join(workdir, 'metrics.jsonl')
-    self._tb = (tensorboardX.SummaryWriter(os.path.join(workdir, 'tensorboard'))
-                if self._active else None)
-
-  def write(self, step: int, metrics: dict[str, Any]) -> None:
-    if not self._active:
-      return
-    with open(self._path, 'a') as f:
-      f.write(json.dumps({'step': step, **metrics}) + '\n')
-    for name, value in metrics.items():
-      if isinstance(value, (int, float)):
-        self._tb.add_scalar(name, value, step)
-    self._tb.flush()
-
-  def close(self) -> None:
-    if self._tb is not None:
-      self._tb.close()
-
-
-class ProgressLog:
-  """Prints progress lines (step, loss terms, steps/s, images/s, ETA) and records them."""
-
-  def __init__(self, writer: MetricWriter, total_steps: int, batch_size: int,
-               start_step: int):
-    self._writer = writer
-    self._total, self._batch = total_steps, batch_size
-    self._last_step, self._last_time = start_step, time.time()
-
-  def report(self, step: int, metrics: dict[str, float]) -> None:
-    now = time.time()
-    rate = (step - self._last_step) / max(now - self._last_time, 1e-9)
-    self._last_step, self._last_time = step, now
-    eta = (self._total - step) / max(rate, 1e-9)
-    terms = ' '.join(f'{k} {v:.4f}' for k, v in metrics.items())
-    logging.info('step %d/%d  %s  %.2f steps/s  %.1f images/s  ETA %s', step,
-                 self._total, terms, rate, rate * self._batch,
-                 time.strftime('%H:%M:%S', time.gmtime(eta)))
-    speed = {'steps_per_sec': rate, 'images_per_sec': rate * self._batch}
-    self._writer.write(step, {f'train_{k}': v for k, v in {**metrics, **speed}.items()})
-
-  def restart_clock(self) -> None:
-    """Starts the next speed measurement now (after an evaluation between steps)."""
-    self._last_time = time.time()
 
 
 class IntervalMeans:
@@ -268,20 +159,22 @@ def check_finite(start_step: int, history: list[dict[str, Any]]) -> None:
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-  """Trains `config` in `workdir` (resuming when a checkpoint exists), then evaluates."""
-  from dahjax import evaluate  # pylint: disable=g-import-not-at-top
+  """Trains `config` in `workdir` (resuming when a checkpoint exists), then evaluates.
+
+  With `config.eval_every_steps` > 0 a learning curve is recorded during training
+  (`evaluate.LearningCurve`); the metrics returned are the full evaluation of the final
+  state.
+  """
   checkpoints.check_run_config(config, workdir)
   data = input_data.prepare(config, workdir)
-  parallel.check_batch_size(config.batch_size)
   sampler = pipeline.make_sampler(
       config.data.sampler, labels=data.pool.labels, indices=data.splits['train'],
       batch_size=config.batch_size, seed=config.seed)
   total_steps = num_train_steps(config, sampler.steps_per_epoch)
-  model = create_model(config)
+  model = state_lib.create_model(config)
   mesh = parallel.create_mesh()
 
-  rng = jax.random.key(config.seed)
-  state = create_train_state(rng, config, model, config.data.image_size)
+  state = state_lib.create_train_state(jax.random.key(config.seed), config, model)
   manager = checkpoints.create_manager(workdir, config)
   state = checkpoints.restore_latest(manager, state, workdir)
   state = jax.device_put(state, parallel.replicated(mesh))
@@ -299,10 +192,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       random_flip=config.data.random_flip, seed=config.seed, start_step=start_step,
       num_steps=total_steps, process_index=jax.process_index(),
       process_count=jax.process_count(), num_threads=config.data.num_threads,
-      transform=config.data.get('transform', 'resize'),
-      resize_size=config.data.get('resize_size', 256))
-  writer = MetricWriter(workdir)
-  log = ProgressLog(writer, total_steps, config.batch_size, start_step)
+      transform=config.data.transform, resize_size=config.data.resize_size)
+  writer = progress.MetricWriter(workdir)
+  log = progress.ProgressLog(writer, total_steps, config.batch_size, start_step)
   curve = None
   if config.eval_every_steps > 0:
     curve = evaluate.LearningCurve(config, workdir, data=data, model=model, mesh=mesh,
@@ -314,6 +206,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     for step in range(start_step + 1, total_steps + 1):
       state, metrics = step_fn(state, parallel.global_batch(next(batches), mesh))
       history.append(metrics)
+      if step == start_step + 1:  # It compiled: measure speed from here.
+        jax.block_until_ready(metrics)
+        log.restart_clock(step)
       preempted = preemption.reached(step)
       save = (step % config.checkpoint_every_steps == 0 or step == total_steps or
               preempted)
@@ -333,7 +228,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         raise Preempted(step)
       if curve_point and step != total_steps:  # The last point comes from the full run.
         curve.evaluate(state, step, interval.pop())
-        log.restart_clock()
+        log.restart_clock(step)
   finally:
     preemption.close()
   manager.wait_until_finished()

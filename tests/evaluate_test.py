@@ -8,9 +8,12 @@ import numpy as np
 from PIL import Image
 
 from dahjax import compare
+from dahjax import encode
 from dahjax import evaluate
 from dahjax import models
 from dahjax import parallel
+from dahjax import plots
+from dahjax import progress as progress_lib
 from dahjax import retrieval
 from dahjax import train
 from dahjax import validation
@@ -22,9 +25,9 @@ def test_chunked_encoder_equals_one_pass():
   images = random_images(10)
   variables = jax.jit(model.init)(jax.random.key(0), images[:1])
   mesh = parallel.create_mesh()
-  whole = evaluate.make_encoder(model, mesh, None)(variables, images)
+  whole = encode.make_encoder(model, mesh, None)(variables, images)
   # 10 rows in chunks of 4: two full chunks and one padded.
-  chunked = evaluate.make_encoder(model, mesh, 4)(variables, images)
+  chunked = encode.make_encoder(model, mesh, 4)(variables, images)
   assert chunked.shape == (10, 8) and chunked.dtype == np.uint8
   np.testing.assert_array_equal(chunked, whole)
   hashes = model.apply(variables, images)['hash']
@@ -32,13 +35,13 @@ def test_chunked_encoder_equals_one_pass():
 
 
 def test_encode_chunk_size():
-  assert evaluate.encode_chunk_size(64) == 64
-  assert evaluate.encode_chunk_size(0) == (128 if jax.default_backend() == 'cpu' else None)
+  assert encode.encode_chunk_size(64) == 64
+  assert encode.encode_chunk_size(0) == (128 if jax.default_backend() == 'cpu' else None)
 
 
 def test_encode_progress_lines_are_throttled_and_estimate_the_rest():
   now = [100.0]
-  progress = evaluate.EncodeProgress('database', 50_000, interval=5.0,
+  progress = progress_lib.EncodeProgress('database', 50_000, interval=5.0,
                                      clock=lambda: now[0])
   assert progress.update(500) is None  # The first batch (it compiles) sets the start.
   now[0] += 2.0
@@ -57,15 +60,15 @@ def test_encode_progress_lines_are_throttled_and_estimate_the_rest():
 
 def test_encode_progress_of_a_single_batch():
   now = [0.0]
-  progress = evaluate.EncodeProgress('queries', 8, clock=lambda: now[0])
+  progress = progress_lib.EncodeProgress('queries', 8, clock=lambda: now[0])
   now[0] += 3.0
   progress.update(8)
   assert progress.finish(8) == 'Encoded queries: 8 images in 00:00:03'
 
 
 def test_format_duration_keeps_hours_past_a_day():
-  assert evaluate.format_duration(3725.4) == '01:02:05'
-  assert evaluate.format_duration(90_061) == '25:01:01'
+  assert progress_lib.format_duration(3725.4) == '01:02:05'
+  assert progress_lib.format_duration(90_061) == '25:01:01'
 
 
 def test_method_names():
@@ -112,7 +115,7 @@ def test_write_plots_skips_only_the_grid_when_images_cannot_load(tmp_path, caplo
 
   (tmp_path / 'retrieval_grid.png').write_bytes(b'an earlier evaluation')
   with caplog.at_level('WARNING'):
-    written = evaluate.write_plots(str(tmp_path), metrics, *arrays,
+    written = plots.write_plots(str(tmp_path), metrics, *arrays,
                                    load_query=no_images, load_result=no_images)
   assert sorted(os.listdir(tmp_path)) == ['pr_curve.png', 'precision_at_n.png',
                                           'precision_radius.png']

@@ -26,26 +26,24 @@ import json, sys
 import jax, numpy as np
 from configs import default
 from dahjax import losses, parallel, train
-import ml_collections
+from dahjax import state as state_lib
 
 setting = sys.argv[1]
 config = default.get_config()
 config.unlock()
 if setting == 'dpfah':
   config.model_name, config.loss_name = 'dpfah_resnet18', 'dpfah'
-  config.model = ml_collections.ConfigDict(dict(bits=12, num_classes=4, stem='cifar',
-                                                attention='stem'))
-  config.loss = ml_collections.ConfigDict(dict(alpha=0.5, delta=1.1, eta=10.0, zeta=0.1))
+  config.model.update(bits=12, num_classes=4, stem='cifar', attention='stem')
 else:
   config.model.update(bits=12, num_classes=4)
 size, batch = 32, 16
-model = train.create_model(config)
-state = train.create_train_state(jax.random.key(0), config, model, size)
+model = state_lib.create_model(config)
+state = state_lib.create_train_state(jax.random.key(0), config, model)
 rng = np.random.default_rng(0)
 images = rng.random((batch, size, size, 3), dtype=np.float32)
 labels = np.eye(4, dtype=np.float32)[np.arange(batch) % 4]
 step = jax.jit(lambda s, b: train.loss_and_grads(
-    s, b, loss_fn=losses.get_loss(config.loss_name), loss_kwargs=config.loss.to_dict()))
+    s, b, loss_fn=losses.get_loss(config.loss_name), loss_kwargs=losses.loss_kwargs(config.loss_name, config.loss)))
 out = {}
 # 'reversed': the same batch in the opposite order on one device, which changes only the
 # order of float32 sums: the yardstick for the 8-device result.
@@ -132,10 +130,9 @@ def tiny_flags(tiny_folder, steps):
 def read_params(workdir, step, config):
   """The parameters of checkpoint `step` of a run of `config`, onto this process's
   device (a checkpoint written by several processes holds their devices' shardings)."""
-  from dahjax import train  # pylint: disable=g-import-not-at-top
-  model = train.create_model(config)
-  state = train.create_train_state(jax.random.key(0), config, model,
-                                   config.data.image_size)
+  from dahjax import state as state_lib  # pylint: disable=g-import-not-at-top
+  model = state_lib.create_model(config)
+  state = state_lib.create_train_state(jax.random.key(0), config, model)
   target = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
   manager = ocp.CheckpointManager(os.path.join(workdir, 'checkpoints'),
                                   options=ocp.CheckpointManagerOptions(read_only=True))

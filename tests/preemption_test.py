@@ -16,6 +16,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from dahjax import checkpoints
+from dahjax import state as state_lib
 from dahjax import train
 from tests.parallel_test import read_params
 from tests.parallel_test import ROOT
@@ -91,7 +92,8 @@ def test_sigterm_saves_stops_and_resumes_exactly(tiny_folder, tmp_path, uninterr
   manager = ocp.CheckpointManager(os.path.join(workdir, 'checkpoints'),
                                   options=ocp.CheckpointManagerOptions(read_only=True))
   assert manager.latest_step() == stopped  # Saved at the step it stopped, not before.
-  assert checkpoints.data_position(manager, stopped)['next_step'] == stopped + 1
+  position = manager.restore(stopped, args=ocp.args.Composite(data=ocp.args.JsonRestore()))
+  assert position['data']['next_step'] == stopped + 1
   proc = start(workdir, tiny_folder)
   out, _ = proc.communicate(timeout=900)
   assert proc.returncode == 0, out[-3000:]
@@ -127,8 +129,8 @@ def test_damaged_latest_checkpoint_falls_back(tiny_config, tmp_path, caplog):
       if 'ocdbt' in root or f.startswith('d') or 'manifest' in f:
         with open(os.path.join(root, f), 'wb') as fh:
           fh.write(b'garbage')
-  model = train.create_model(tiny_config)
-  state = train.create_train_state(jax.random.key(0), tiny_config, model, 32)
+  model = state_lib.create_model(tiny_config)
+  state = state_lib.create_train_state(jax.random.key(0), tiny_config, model)
   manager = checkpoints.create_manager(workdir, tiny_config)
   with caplog.at_level('WARNING'):
     restored = checkpoints.restore_latest(manager, state, workdir)

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dahjax import train
+from dahjax import state as state_lib
 from dahjax import validation
 from dahjax.models import pretrained
 from dahjax.models import resnet18
@@ -229,8 +229,8 @@ def test_train_state_from_config(dpfah_config, state_dict, tmp_path):
   np.savez(path, **state_dict)
   dpfah_config.model.pretrained = str(path)
   validation.validate(dpfah_config, str(tmp_path / 'run'))
-  model = train.create_model(dpfah_config)
-  state = train.create_train_state(fast_key(0), dpfah_config, model, 32)
+  model = state_lib.create_model(dpfah_config)
+  state = state_lib.create_train_state(fast_key(0), dpfah_config, model)
   np.testing.assert_array_equal(state.params['layer4_1']['conv2']['kernel'],
                                 state_dict['layer4.1.conv2.weight'].transpose(2, 3, 1, 0))
   np.testing.assert_array_equal(state.batch_stats['bn1']['var'],
@@ -249,5 +249,5 @@ def test_bad_pretrained_config_fails_in_validation(dpfah_config, tmp_path):
   with pytest.raises(ValueError, match='exist only for dpfah_resnet18'):
     validation.validate(dpfah_config, str(tmp_path / 'run'))
   with pytest.raises(ValueError, match='exist only for dpfah_resnet18'):
-    train.create_train_state(jax.random.key(0), dpfah_config,
-                             train.create_model(dpfah_config), 32)
+    state_lib.create_train_state(jax.random.key(0), dpfah_config,
+                                 state_lib.create_model(dpfah_config))

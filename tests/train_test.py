@@ -10,6 +10,7 @@ import pytest
 from dahjax import evaluate
 from dahjax import parallel
 from dahjax import retrieval
+from dahjax import state as state_lib
 from dahjax import train
 from dahjax import validation
 
@@ -68,8 +69,8 @@ def train_on_a_fixed_batch(config, steps):
   batch = {'image': rng.random((6, 32, 32, 3), dtype=np.float32),
            'label': np.eye(3, dtype=np.float32)[[0, 1, 2, 0, 1, 2]]}
   mesh = parallel.create_mesh()
-  model = train.create_model(config)
-  state = train.create_train_state(jax.random.key(0), config, model, 32)
+  model = state_lib.create_model(config)
+  state = state_lib.create_train_state(jax.random.key(0), config, model)
   state = jax.device_put(state, parallel.replicated(mesh))
   step = train.make_train_step(config)
   losses = []
@@ -132,7 +133,7 @@ def test_rmsprop_follows_pytorch_rmsprop():
   import optax
   cfg = ml_collections.ConfigDict({'optimizer': dict(
       name='rmsprop', learning_rate=1e-2, weight_decay=1e-2, decay=0.99, eps=1e-8)})
-  tx = train.create_optimizer(cfg)
+  tx = state_lib.create_optimizer(cfg)
   w = np.random.default_rng(0).normal(size=5)
   params = jax.numpy.asarray(w, jax.numpy.float32)
   state = tx.init(params)
@@ -151,7 +152,7 @@ def test_unknown_optimizer():
   import ml_collections
   cfg = ml_collections.ConfigDict({'optimizer': dict(name='lamb', learning_rate=1.0)})
   with pytest.raises(ValueError, match='adam, rmsprop'):
-    train.create_optimizer(cfg)
+    state_lib.create_optimizer(cfg)
 
 
 def test_bfloat16_stays_close_to_float32(tiny_config):
@@ -227,3 +228,19 @@ def test_learning_curve_follows_the_parameters(tiny_config, tmp_path):
   assert [r['step'] for r in logged] == [2, 4, 5]
   for name in ('metrics.json',):
     strict_json(open(os.path.join(eval_dir, name)).read())
+
+
+def test_restore_for_eval_reads_the_parameters_without_an_optimizer(tiny_config, tmp_path):
+  from dahjax import checkpoints  # pylint: disable=g-import-not-at-top
+  workdir = str(tmp_path / 'run')
+  validation.validate(tiny_config, workdir)
+  train.train_and_evaluate(tiny_config, workdir)
+  model = state_lib.create_model(tiny_config)
+  evaluated = state_lib.restore_for_eval(tiny_config, workdir, model)
+  assert not hasattr(evaluated, 'opt_state') and int(evaluated.step) == 3
+  manager = checkpoints.create_manager(workdir, tiny_config, read_only=True)
+  full = checkpoints.restore(manager, 3, state_lib.create_train_state(
+      jax.random.key(1), tiny_config, model), workdir)
+  for a, b in zip(jax.tree.leaves((evaluated.params, evaluated.batch_stats)),
+                  jax.tree.leaves((full.params, full.batch_stats))):
+    np.testing.assert_array_equal(a, b)

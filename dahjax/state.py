@@ -1,0 +1,105 @@
+"""The train state: model and optimiser construction, the initial state, and the
+parameters of a checkpoint restored for evaluation (no optimiser built)."""
+
+import dataclasses
+import functools
+from typing import Any, Callable
+
+from flax.training import train_state
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from dahjax import checkpoints
+from dahjax import models
+from dahjax import registry
+from dahjax.models import pretrained
+
+
+class TrainState(train_state.TrainState):
+  batch_stats: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalState:
+  """What evaluation needs of a state: the variables and the step they belong to."""
+  params: Any
+  batch_stats: Any
+  step: Any
+
+
+def _adam(opt: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  # DAH Sec. 4.1: Adam, learning rate 1e-3, b1 0.9, b2 0.999.
+  if opt.weight_decay:
+    return optax.adamw(opt.learning_rate, b1=opt.b1, b2=opt.b2,
+                       weight_decay=opt.weight_decay)
+  return optax.adam(opt.learning_rate, b1=opt.b1, b2=opt.b2)
+
+
+def _rmsprop(opt: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  # DPFAH Sec. 4.2 (RMSProp, weight decay 1e-5) as PyTorch's `torch.optim.RMSprop`
+  # computes it: squared-gradient averages with `decay` (PyTorch's alpha), eps outside
+  # the square root, and weight decay added to the gradient (L2, not decoupled).
+  rmsprop = optax.rmsprop(opt.learning_rate, decay=opt.decay, eps=opt.eps,
+                          eps_in_sqrt=False)
+  if opt.weight_decay:
+    return optax.chain(optax.add_decayed_weights(opt.weight_decay), rmsprop)
+  return rmsprop
+
+
+OPTIMIZERS: dict[str, Callable[[ml_collections.ConfigDict],
+                               optax.GradientTransformation]] = {
+    'adam': _adam,
+    'rmsprop': _rmsprop,
+}
+
+
+def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  """The optimiser `config.optimizer.name` with `config.optimizer`'s settings."""
+  return registry.lookup(OPTIMIZERS, config.optimizer.name, 'optimizer')(config.optimizer)
+
+
+def create_model(config: ml_collections.ConfigDict):
+  return models.create_model(config.model_name, **models.model_kwargs(config))
+
+
+def init_variables(rng: jax.Array, config: ml_collections.ConfigDict, model):
+  """The model's initial variables, with `config.model.pretrained`'s weights if set."""
+  if config.model.pretrained:
+    pretrained.check(config.model_name, config.model.pretrained)
+  # Jitted: initialising a deep model op by op is slow on the CPU.
+  init = jax.jit(functools.partial(model.init, train=False))
+  size = config.data.image_size
+  variables = init(rng, jnp.zeros((1, size, size, 3)))
+  if config.model.pretrained:
+    variables = pretrained.load_pretrained(config.model.pretrained, variables)
+  return variables
+
+
+def create_train_state(rng: jax.Array, config: ml_collections.ConfigDict,
+                       model) -> TrainState:
+  variables = init_variables(rng, config, model)
+  return TrainState.create(apply_fn=model.apply, params=variables['params'],
+                           batch_stats=variables.get('batch_stats', {}),
+                           tx=create_optimizer(config))
+
+
+def restore_for_eval(config: ml_collections.ConfigDict, workdir: str, model,
+                     checkpoint_step: int | None = None) -> EvalState:
+  """The parameters and BatchNorm statistics of a checkpoint of `workdir` (the latest,
+  or `checkpoint_step`), without the optimiser state.
+
+  Raises:
+    FileNotFoundError: the workdir has no checkpoint, or none of that step; the message
+      says how to train one or which steps there are.
+  """
+  step = checkpoints.step_to_evaluate(config, workdir, checkpoint_step)
+  manager = checkpoints.create_manager(workdir, config, read_only=True)
+  size = config.data.image_size
+  variables = jax.eval_shape(functools.partial(model.init, train=False),
+                             jax.random.key(0), jnp.zeros((1, size, size, 3)))
+  target = {'params': variables['params'], 'batch_stats': variables.get('batch_stats', {}),
+            'step': jax.ShapeDtypeStruct((), jnp.int32)}
+  restored = checkpoints.restore_partial(manager, step, target, workdir)
+  return EvalState(restored['params'], restored['batch_stats'], restored['step'])
