@@ -31,6 +31,13 @@ def test_default_and_image_folder(tiny_folder, tmp_path):
     checks.check_data(_data(data_dir=str(tmp_path)))
 
 
+def test_empty_data_dir_says_which_flag_to_pass():
+  with pytest.raises(FileNotFoundError, match=r'data_dir is not set.*image folder'):
+    checks.check_data(_data(data_dir=''))
+  with pytest.raises(FileNotFoundError, match=r'data_dir is not set.*list files'):
+    checks.check_data(_data(data_dir='', source='list_file', protocol='lists'))
+
+
 def test_imagenet100_not_prepared_says_what_to_do(tmp_path):
   data = _data(source='imagenet100', protocol='imagenet100', data_dir=str(tmp_path))
   start = time.perf_counter()

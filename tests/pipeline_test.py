@@ -81,8 +81,8 @@ def test_resize_transform_flip_follows_rng_and_flag():
 
 
 def test_unknown_transform():
-  with pytest.raises(ValueError, match='resize, imagenet_crop, cifar_crop'):
+  with pytest.raises(ValueError, match='cifar_crop, imagenet_crop, resize'):
     pipeline.eval_transform(photo(), transform='random_erase', image_size=32)
-  with pytest.raises(ValueError, match='resize, imagenet_crop, cifar_crop'):
+  with pytest.raises(ValueError, match='cifar_crop, imagenet_crop, resize'):
     pipeline.train_transform(photo(), transform='x', image_size=32, random_flip=False,
                              rng=np.random.default_rng(0))

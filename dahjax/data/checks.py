@@ -25,10 +25,12 @@ def check_data(data_config: ml_collections.ConfigDict) -> None:
       message says how to provide it.
   """
   cfg = data_config
-  if cfg.source not in sources.SOURCE_NAMES:
-    raise ValueError(f'Unknown data source {cfg.source!r}; valid sources: '
-                     f'{", ".join(sources.SOURCE_NAMES)}.')
+  sources.source_opener(cfg.source)
   splits, kwargs = input_data.source_args(cfg)  # Also checks the protocol.
+  if not cfg.data_dir and cfg.source in _LAYOUTS:
+    raise FileNotFoundError(
+        f'config.data.data_dir is not set: pass --config.data.data_dir=<folder>, '
+        f'{_LAYOUTS[cfg.source]}.')
   data_dir = input_data.resolve_data_dir(cfg.data_dir)
   if cfg.source == 'image_folder':
     _check_image_folder(data_dir, splits)
@@ -38,6 +40,15 @@ def check_data(data_config: ml_collections.ConfigDict) -> None:
     imagenet100_lists.check_prepared(sources.tfds_data_dir(data_dir), kwargs['config'])
   elif cfg.source == 'list_file':
     _check_list_files(data_dir, kwargs['list_files'], kwargs['class_names_file'])
+
+
+# What data_dir holds, per source that cannot do without one (tfds and imagenet100 fall
+# back to tfds' default data_dir).
+_LAYOUTS = {
+    'image_folder': f'an image folder: {sources.IMAGE_FOLDER_LAYOUT}',
+    'list_file': 'the image root that the list files and their image paths are relative '
+                 'to',
+}
 
 
 def _check_image_folder(data_dir: str, splits) -> None:

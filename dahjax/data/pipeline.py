@@ -13,6 +13,7 @@ import grain
 import numpy as np
 from PIL import Image
 
+from dahjax import registry
 from dahjax.data import protocols
 
 
@@ -80,24 +81,49 @@ class RandomSampler:
     return self._epoch(step // self.steps_per_epoch)[step % self.steps_per_epoch]
 
 
-SAMPLERS = ('class_balanced', 'random')
+def _class_balanced(labels, indices, batch_size, seed) -> Sampler:
+  return ClassBalancedSampler(labels, indices, batch_size // labels.shape[1], seed)
+
+
+def _random(labels, indices, batch_size, seed) -> Sampler:
+  del labels
+  return RandomSampler(indices, batch_size, seed)
+
+
+SAMPLERS = {'class_balanced': _class_balanced, 'random': _random}
+
+
+def check_sampler(name: str, *, batch_size: int, num_classes: int,
+                  multi_label: bool) -> None:
+  """Raises ValueError, saying what to change, for a sampler that cannot batch this data.
+
+  Args:
+    name: `config.data.sampler`.
+    batch_size: the global batch size.
+    num_classes: the number of classes C.
+    multi_label: whether images may carry several labels.
+  """
+  registry.lookup(SAMPLERS, name, 'sampler')
+  if name != 'class_balanced':
+    return
+  if multi_label:
+    raise ValueError('The class-balanced sampler needs single-label data; this protocol '
+                     'can be multi-label: use --config.data.sampler=random.')
+  if batch_size % num_classes:
+    raise ValueError(
+        f'batch_size={batch_size} is not divisible by the {num_classes} classes, as the '
+        f'class-balanced sampler needs; use a multiple of {num_classes} or '
+        '--config.data.sampler=random.')
 
 
 def make_sampler(name: str, *, labels: np.ndarray, indices: np.ndarray,
                  batch_size: int, seed: int) -> Sampler:
-  """Builds sampler `name`; the class-balanced one needs batch_size % num_classes == 0."""
-  if name == 'class_balanced':
-    num_classes = labels.shape[1]
-    if batch_size % num_classes:
-      raise ValueError(f'The class-balanced sampler needs a batch size divisible by the '
-                       f'{num_classes} classes, got batch_size={batch_size}.')
-    return ClassBalancedSampler(labels, indices, batch_size // num_classes, seed)
-  if name == 'random':
-    return RandomSampler(indices, batch_size, seed)
-  raise ValueError(f'Unknown sampler {name!r}; valid samplers: {", ".join(SAMPLERS)}.')
+  """Builds sampler `name` over the pool `indices` with 0/1 `labels` [pool, C]."""
+  check_sampler(name, batch_size=batch_size, num_classes=labels.shape[1],
+                multi_label=bool(np.any(labels[indices].sum(axis=1) != 1)))
+  return SAMPLERS[name](labels, indices, batch_size, seed)
 
 
-TRANSFORMS = ('resize', 'imagenet_crop', 'cifar_crop')
 
 
 def to_model_input(image: np.ndarray, image_size: int) -> np.ndarray:
@@ -123,6 +149,59 @@ def _crop(image: np.ndarray, top: int, left: int, size: int) -> np.ndarray:
   return image[top:top + size, left:left + size]
 
 
+def _flip(image: np.ndarray, flip: bool) -> np.ndarray:
+  return np.ascontiguousarray(image[:, ::-1] if flip else image)
+
+
+def _resize_train(image, *, image_size, random_flip, rng, resize_size):
+  del resize_size
+  return _flip(to_model_input(image, image_size), random_flip and rng.random() < 0.5)
+
+
+def _imagenet_crop_train(image, *, image_size, random_flip, rng, resize_size):
+  del random_flip  # Always flips (DPFAH Sec. 4.2).
+  image = resize_shorter(image, resize_size)
+  top = rng.integers(0, image.shape[0] - image_size + 1)
+  left = rng.integers(0, image.shape[1] - image_size + 1)
+  out = _crop(image, top, left, image_size).astype(np.float32) / 255.0
+  return _flip(out, rng.random() < 0.5)
+
+
+def _cifar_crop_train(image, *, image_size, random_flip, rng, resize_size):
+  del random_flip, resize_size
+  padded = np.pad(to_model_input(image, image_size), ((4, 4), (4, 4), (0, 0)))
+  top, left = rng.integers(0, 9, size=2)
+  return _flip(_crop(padded, top, left, image_size), rng.random() < 0.5)
+
+
+def _central_crop_eval(image, *, image_size, resize_size):
+  image = resize_shorter(image, resize_size)
+  top = (image.shape[0] - image_size) // 2
+  left = (image.shape[1] - image_size) // 2
+  return _crop(image, top, left, image_size).astype(np.float32) / 255.0
+
+
+def _resize_eval(image, *, image_size, resize_size):
+  del resize_size
+  return to_model_input(image, image_size)
+
+
+# name -> (training preprocessing, its deterministic evaluation counterpart).
+TRANSFORMS = {
+    'resize': (_resize_train, _resize_eval),
+    'imagenet_crop': (_imagenet_crop_train, _central_crop_eval),
+    'cifar_crop': (_cifar_crop_train, _resize_eval),
+}
+
+
+def check_transform(name: str, *, image_size: int, resize_size: int) -> None:
+  """Raises ValueError for an unknown transform or a crop larger than its resize."""
+  registry.lookup(TRANSFORMS, name, 'transform')
+  if name == 'imagenet_crop' and resize_size < image_size:
+    raise ValueError(f'data.resize_size={resize_size} is smaller than the crop, '
+                     f'data.image_size={image_size}.')
+
+
 def train_transform(image: np.ndarray, *, transform: str, image_size: int,
                     random_flip: bool, rng: np.random.Generator,
                     resize_size: int = 256) -> np.ndarray:
@@ -130,29 +209,14 @@ def train_transform(image: np.ndarray, *, transform: str, image_size: int,
 
   'resize': resize to image_size, flip if `random_flip` (DAH).
   'imagenet_crop': resize the shorter side to `resize_size`, random image_size crop,
-    random flip (DPFAH at 224 px; SPEC 3.4).
+    random flip (DPFAH at 224 px, Sec. 4.2).
   'cifar_crop': zero-pad 4 pixels, random image_size crop, random flip (DPFAH's 32 px
     variant with the CIFAR stem).
   The model normalises its input itself.
   """
-  if transform == 'resize':
-    out = to_model_input(image, image_size)
-    flip = random_flip and rng.random() < 0.5
-  elif transform == 'imagenet_crop':
-    image = resize_shorter(image, resize_size)
-    top = rng.integers(0, image.shape[0] - image_size + 1)
-    left = rng.integers(0, image.shape[1] - image_size + 1)
-    out = _crop(image, top, left, image_size).astype(np.float32) / 255.0
-    flip = rng.random() < 0.5
-  elif transform == 'cifar_crop':
-    image = to_model_input(image, image_size)
-    padded = np.pad(image, ((4, 4), (4, 4), (0, 0)))
-    top, left = rng.integers(0, 9, size=2)
-    out = _crop(padded, top, left, image_size)
-    flip = rng.random() < 0.5
-  else:
-    raise ValueError(f'Unknown transform {transform!r}; valid: {", ".join(TRANSFORMS)}.')
-  return np.ascontiguousarray(out[:, ::-1] if flip else out)
+  train_fn, _ = registry.lookup(TRANSFORMS, transform, 'transform')
+  return train_fn(image, image_size=image_size, random_flip=random_flip, rng=rng,
+                  resize_size=resize_size)
 
 
 def eval_transform(image: np.ndarray, *, transform: str, image_size: int,
@@ -162,14 +226,8 @@ def eval_transform(image: np.ndarray, *, transform: str, image_size: int,
   'imagenet_crop' resizes the shorter side to `resize_size` and takes the central
   image_size crop; 'resize' and 'cifar_crop' resize to image_size (if needed).
   """
-  if transform == 'imagenet_crop':
-    image = resize_shorter(image, resize_size)
-    top = (image.shape[0] - image_size) // 2
-    left = (image.shape[1] - image_size) // 2
-    return _crop(image, top, left, image_size).astype(np.float32) / 255.0
-  if transform not in TRANSFORMS:
-    raise ValueError(f'Unknown transform {transform!r}; valid: {", ".join(TRANSFORMS)}.')
-  return to_model_input(image, image_size)
+  _, eval_fn = registry.lookup(TRANSFORMS, transform, 'transform')
+  return eval_fn(image, image_size=image_size, resize_size=resize_size)
 
 
 def train_dataset(pool: protocols.Pool, sampler: Sampler, *, image_size: int,

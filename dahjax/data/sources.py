@@ -38,6 +38,7 @@ from absl import logging
 import numpy as np
 from PIL import Image
 
+from dahjax import registry
 from dahjax.data import imagenet100_lists
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
@@ -113,6 +114,7 @@ class TfdsSource:
   def __init__(self, name: str, split: str, data_dir: str | None = None,
                image_key: str = 'image', label_key: str = 'label',
                download: bool = False):
+    # tfds takes seconds to import: only the sources that read TFDS data import it.
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
     try:
       self._source = tfds.data_source(name, split=split, data_dir=data_dir,
@@ -155,8 +157,9 @@ class Imagenet100Source:
 
   def __init__(self, data_dir: str | None, split: str,
                config: str = imagenet100_lists.DEFAULT_CONFIG):
+    # tfds (and the builder module, which imports it) take seconds to import: only
+    # this source needs them. Importing the builder registers it with tfds.
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-    # Registers the builder with tfds.
     from dahjax.data import imagenet100  # pylint: disable=g-import-not-at-top
     if split not in imagenet100_lists.SPLITS:
       raise ValueError(f'ImageNet-100 has the splits {imagenet100_lists.SPLITS}, not '
@@ -323,7 +326,7 @@ def _list_file_source(data_dir: str, split: str, list_files: dict[str, str],
   return ListFileSource(data_dir, split, list_files[split], class_names_file)
 
 
-_SOURCES: dict[str, Callable[..., Source]] = {
+SOURCES: dict[str, Callable[..., Source]] = {
     'image_folder': lambda data_dir, split, **kw: ImageFolderSource(
         data_dir, split, **kw),
     'imagenet100': lambda data_dir, split, **kw: Imagenet100Source(
@@ -334,12 +337,12 @@ _SOURCES: dict[str, Callable[..., Source]] = {
 }
 
 
-SOURCE_NAMES = tuple(sorted(_SOURCES))
+def source_opener(name: str) -> Callable[..., Source]:
+  """The opener (data_dir, split, **kwargs) -> Source of source `name`; raises listing the
+  valid names."""
+  return registry.lookup(SOURCES, name, 'data source', 'sources')
 
 
 def get_source(name: str, *, data_dir: str, split: str, **kwargs) -> Source:
-  """Builds the registered source `name` for `split`; raises listing the valid names."""
-  if name not in _SOURCES:
-    raise ValueError(f'Unknown data source {name!r}; valid sources: '
-                     f'{", ".join(SOURCE_NAMES)}.')
-  return _SOURCES[name](data_dir, split, **kwargs)
+  """Opens split `split` of source `name` under `data_dir`."""
+  return source_opener(name)(data_dir, split, **kwargs)

@@ -1,54 +1,55 @@
 """Model registry: `create_model(name, **kwargs)` builds a registered Flax module.
 
 Every model maps images [B, H, W, 3] (float, in [0, 1]) to a dict with `hash`
-(continuous codes [B, bits]) and `logits` [B, C], and has a static
+(continuous codes [B, bits]) and `logits` [B, C], and has a method
 `binary_codes(hash) -> uint8 0/1 [B, bits]` used for retrieval.
 """
 
+import dataclasses
 from typing import Any, Callable
 
 import flax.linen as nn
 import jax.numpy as jnp
 
+from dahjax import registry
 from dahjax.models import resnet18
 from dahjax.models import resnet30
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {
-    # DAH (SPEC 2); attention='none' is the NoneA-DAH ablation.
+    # DAH (Li et al., IEEE Access 2020); attention='none' is its NoneA-DAH ablation.
     'dah_resnet30': resnet30.ResNet30,
-    # DPFAH (SPEC 3); attention='none' is the ablation without PFA.
+    # DPFAH (Scientific Reports 2022); attention='none' is DFAH-1 of its Table 5.
     'dpfah_resnet18': resnet18.ResNet18,
 }
 
 
-def model_names() -> list[str]:
-  return sorted(_MODELS)
+DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16, 'float16': jnp.float16}
 
 
-DTYPES = ('float32', 'bfloat16', 'float16')
+def model_fields(name: str) -> set[str]:
+  """The attributes model `name` takes (its dataclass fields, less Flax's own)."""
+  module = registry.lookup(_MODELS, name, 'model')
+  return {f.name for f in dataclasses.fields(module) if f.name not in ('parent', 'name')}
 
 
-def model_kwargs(model_config: Any) -> dict[str, Any]:
-  """`config.model` as `create_model` keyword arguments.
+def model_kwargs(config: Any) -> dict[str, Any]:
+  """`config.model` as keyword arguments of model `config.model_name`.
 
-  Leaves out `pretrained`, a weights file that training loads into the initial
-  variables (`pretrained.load_pretrained`) rather than a module attribute, and turns the
-  `dtype` name into a dtype.
+  `config.model` holds the fields of every model (configs/default.py); each model takes
+  those it declares. `pretrained`, a weights file loaded into the initial variables
+  rather than an attribute, is left out, and the `dtype` name becomes a dtype.
   """
-  kwargs = {k: v for k, v in model_config.to_dict().items() if k != 'pretrained'}
+  fields = model_fields(config.model_name)
+  kwargs = {k: v for k, v in config.model.to_dict().items() if k in fields}
   if 'dtype' in kwargs:
-    if kwargs['dtype'] not in DTYPES:
-      raise ValueError(f'Unknown model.dtype {kwargs["dtype"]!r}; valid: '
-                       f'{", ".join(DTYPES)}.')
-    kwargs['dtype'] = jnp.dtype(kwargs['dtype'])
+    kwargs['dtype'] = jnp.dtype(registry.lookup(DTYPES, kwargs['dtype'], 'model.dtype', 'dtypes'))
   return kwargs
 
 
 def create_model(name: str, **kwargs: Any) -> nn.Module:
   """Builds model `name` with `kwargs`; raises listing the valid names."""
-  if name not in _MODELS:
-    raise ValueError(f'Unknown model {name!r}; valid models: {", ".join(model_names())}.')
+  model = registry.lookup(_MODELS, name, 'model')
   bits = kwargs.get('bits')
   if bits is not None and (not isinstance(bits, int) or bits < 1):
     raise ValueError(f'model.bits must be a positive integer, got {bits!r}.')
-  return _MODELS[name](**kwargs)
+  return model(**kwargs)
