@@ -1,7 +1,9 @@
 """Default configuration: DAH (ResNet30 + CBAM, 48 bits) on CIFAR-10 under the DAH protocol.
 
-Every other config imports this one and changes a few fields. Override any field on the
-command line, e.g. `--config.model.bits=24 --config.num_epochs=10`.
+Every field any config uses is defined here, once; every other config imports this one
+and changes only what differs. Override any field on the command line, e.g.
+`--config.model.bits=24 --config.num_epochs=10`. `data.data_dir` is empty: pass the
+data's location (`--config.data.data_dir=...`).
 """
 
 import ml_collections
@@ -12,12 +14,17 @@ def get_config() -> ml_collections.ConfigDict:
   config.seed = 0
 
   config.model_name = 'dah_resnet30'
+  # The fields of every model; each model takes those it declares.
   config.model = ml_collections.ConfigDict(dict(
       bits=48, num_classes=10,
-      attention='cbam',   # 'none': NoneA-DAH.
-      # 'linear': an unconstrained hash layer instead of the shrink sigmoid (a
+      # dah_resnet30: 'cbam' (DAH) or 'none' (NoneA-DAH); dpfah_resnet18: where PFA sits,
+      # 'stem', 'every_block' or 'none'.
+      attention='cbam',
+      # dah_resnet30: 'linear' replaces the shrink sigmoid with an unconstrained layer (a
       # diagnostic of what the shrink sigmoid costs the classifier; not DAH).
       hash_layer='shrink_sigmoid',
+      stem='imagenet',    # dpfah_resnet18: 'cifar' is a 3x3/1 stem for 32 px inputs.
+      pfa_lambda=1e-4,    # dpfah_resnet18: lambda of PFA (DPFAH eq. 8).
       conv_impl='auto',   # 'auto': shifted slices on the CPU, XLA's conv elsewhere.
       # Computation dtype: 'bfloat16' on accelerators computes in bfloat16 with float32
       # parameters, optimiser state and losses.
@@ -28,17 +35,24 @@ def get_config() -> ml_collections.ConfigDict:
   ))
 
   config.loss_name = 'dah'
-  # threshold=None is the paper's t = bits / 4.8.
+  # The settings of every loss; each loss takes those it names.
   config.loss = ml_collections.ConfigDict(dict(
+      # dah: threshold=None is the paper's t = bits / 4.8.
       threshold=ml_collections.FieldReference(None, field_type=float),
-      phi1=1.0, phi2=1.0, ce_weight=1.0))
+      phi1=1.0, phi2=1.0, ce_weight=1.0,
+      # dpfah: L = L1 + eta L2 + zeta L3; alpha scales L1's inner product, delta is
+      # L2's margin.
+      alpha=0.5, delta=1.1, eta=10.0, zeta=0.1))
 
   config.optimizer = ml_collections.ConfigDict(dict(
-      name='adam', learning_rate=1e-3, b1=0.9, b2=0.999, weight_decay=0.0))
+      name='adam', learning_rate=1e-3, weight_decay=0.0,
+      b1=0.9, b2=0.999,          # adam
+      decay=0.99, eps=1e-8))     # rmsprop (PyTorch's alpha and eps)
 
   config.data = ml_collections.ConfigDict(dict(
-      source='image_folder',          # 'image_folder' or 'tfds'.
-      data_dir='../shared/data/cifar10_jpeg',
+      # 'image_folder', 'tfds', 'imagenet100' or 'list_file' (dahjax.data.sources).
+      source='image_folder',
+      data_dir='',  # Where the data is; its layout depends on the source.
       tfds_name='cifar10',
       tfds_download=False,            # Let tfds download and prepare tfds_name.
       protocol='dah_cifar10',

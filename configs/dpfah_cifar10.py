@@ -1,4 +1,4 @@
-"""DPFAH on CIFAR-10 at 224 px under the DPFAH protocol (SPEC 3.5, the paper's Table 6).
+"""DPFAH on CIFAR-10 at 224 px under the DPFAH protocol (DPFAH "Datasets", Table 6).
 
 ResNet18 with the ImageNet stem and parameter-free attention after the stem, a 48-bit
 hash layer and a classifier beside it; L = L1 + 10 L2 + 0.1 L3; RMSProp 5e-5 with weight
@@ -7,6 +7,7 @@ flip in training, central crop in evaluation). 100 queries and 500 training imag
 class; the other 54,000 images form the database; mAP@ALL.
 
   python -m dahjax.main --config configs/dpfah_cifar10.py --workdir runs/dpfah_cifar10_48 \\
+      --config.data.data_dir=<cifar10 folder> \\
       --config.model.pretrained=resnet18-f37072fd.pth   # torchvision's ImageNet weights
   # other code lengths: --config.model.bits=16/32/64
 
@@ -15,8 +16,6 @@ The paper does not state its number of epochs. Without pretrained weights, 224 p
 CPU is slow: configs/dpfah_cifar10_32px.py is the CPU-sized variant.
 """
 
-import ml_collections
-
 from configs import default
 
 
@@ -24,20 +23,11 @@ def get_config():
   config = default.get_config()
   config.unlock()
   config.model_name = 'dpfah_resnet18'
-  config.model = ml_collections.ConfigDict(dict(
-      bits=48, num_classes=10,
-      stem='imagenet',          # 'cifar': 3x3/1 stem for 32 px inputs.
-      attention='stem',         # PFA placement: 'stem', 'every_block' or 'none'.
-      pfa_lambda=1e-4,
-      conv_impl='auto',
-      dtype='float32',
-      pretrained='',            # torchvision ResNet18 weights: .pth, .safetensors or .npz.
-  ))
+  config.model.attention = 'stem'       # One PFA after the stem (Fig. 1).
   config.loss_name = 'dpfah'
-  config.loss = ml_collections.ConfigDict(dict(alpha=0.5, delta=1.1, eta=10.0, zeta=0.1))
-  config.optimizer = ml_collections.ConfigDict(dict(
-      name='rmsprop', learning_rate=5e-5, decay=0.99, eps=1e-8, weight_decay=1e-5,
-      b1=0.9, b2=0.999))
+  config.optimizer.name = 'rmsprop'
+  config.optimizer.learning_rate = 5e-5
+  config.optimizer.weight_decay = 1e-5
   config.data.protocol = 'dpfah_cifar10'
   config.data.sampler = 'random'
   config.data.image_size = 224

@@ -7,7 +7,8 @@ ImageNet-pretrained weights. At 1e-3 the network learned no faster at first and,
 fell back to the loss it had at step 230 when the quantization term returned; at 1e-4 such
 events are smaller. docs/results.md has the measured run.)
 
-  python -m dahjax.main --config configs/dpfah_cifar10_32px.py --workdir runs/dpfah32_48
+  python -m dahjax.main --config configs/dpfah_cifar10_32px.py --workdir runs/dpfah32_48 \
+      --config.data.data_dir=<cifar10 folder>
 
 Paper (224 px, ImageNet-pretrained, 48 bits): mAP@ALL 0.8522; this variant sees neither
 ImageNet nor 224 px images, so expect less: 0.182 after 25 epochs (59 minutes on a

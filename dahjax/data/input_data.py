@@ -1,13 +1,4 @@
-"""Builds a run's data from its config: the source splits pooled, and the protocol's splits.
-
-`config.data` fields read here beyond the basic ones (each with a default, so configs
-without them keep working):
-
-  list_files          source list_file: 'split=path,...' (see `sources`); '' means
-                      <data_dir>/<split>.txt for each split the protocol reads.
-  class_names_file    source list_file: class names, one a line; '' means class_<c>.
-  imagenet100_config  source imagenet100: 'resized256' (default) or 'original'.
-"""
+"""Builds a run's data from its config: the source splits pooled, and the protocol's splits."""
 
 import dataclasses
 import os
@@ -16,7 +7,6 @@ from typing import Any
 import ml_collections
 import numpy as np
 
-from dahjax.data import imagenet100_lists
 from dahjax.data import protocols
 from dahjax.data import sources
 
@@ -55,11 +45,11 @@ def source_args(cfg: ml_collections.ConfigDict
   if cfg.source == 'tfds':
     kwargs = {'name': cfg.tfds_name, 'download': cfg.tfds_download}
   elif cfg.source == 'imagenet100':
-    kwargs = {'config': cfg.get('imagenet100_config', imagenet100_lists.DEFAULT_CONFIG)}
+    kwargs = {'config': cfg.imagenet100_config}
   elif cfg.source == 'list_file':
-    list_files = sources.parse_list_files(cfg.get('list_files', ''), splits)
+    list_files = sources.parse_list_files(cfg.list_files, splits)
     kwargs = {'list_files': list_files,
-              'class_names_file': cfg.get('class_names_file', '')}
+              'class_names_file': cfg.class_names_file}
     splits = tuple(list_files)
   if splits is None:
     raise ValueError(f'Protocol {cfg.protocol!r} pools every list file, which needs '
