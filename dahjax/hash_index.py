@@ -38,7 +38,9 @@ import zipfile
 
 import numpy as np
 
-MAX_BITS = 255
+from dahjax import retrieval
+
+MAX_BITS = retrieval.MAX_BITS
 
 _FORMAT = 'dahjax.HammingIndex'
 _VERSION = 1
@@ -77,14 +79,6 @@ def _pack(codes: np.ndarray) -> np.ndarray:
   return padded.view('<u8').astype(np.uint64)
 
 
-def _distances(words: np.ndarray, query_words: np.ndarray) -> np.ndarray:
-  """Hamming distances [n] (uint8: at most 255 bits) between rows [n, w] and rows or [w]."""
-  counts = np.bitwise_count(np.bitwise_xor(words, query_words))
-  if counts.shape[-1] == 1:
-    return counts[..., 0]
-  return np.sum(counts, axis=-1, dtype=np.uint8)
-
-
 def _check_radius(radius) -> int:
   if isinstance(radius, bool) or not isinstance(radius, (int, np.integer)) or radius < 0:
     raise ValueError(f'radius={radius!r} must be a non-negative integer.')
@@ -98,7 +92,7 @@ def _sorted_result(ids: np.ndarray, dist: np.ndarray) -> Result:
 
 
 def _scan(words: np.ndarray, query_words: np.ndarray, radius: int) -> Result:
-  dist = _distances(words, query_words)
+  dist = retrieval.hamming_distance(words, query_words)
   ids = np.flatnonzero(dist <= radius)
   return _sorted_result(ids, dist[ids])
 
@@ -415,7 +409,7 @@ class HammingIndex:
     scan, groups = self._candidates(query_words, plan)
     results = [None] * len(query_words)
     for first, end, owner, item in groups:
-      dist = _distances(self._words[item], query_words[owner])
+      dist = retrieval.hamming_distance(self._words[item], query_words[owner])
       keep = dist <= radius
       owner, item, dist = owner[keep], item[keep], dist[keep].astype(np.int64)
       order = np.lexsort((item, dist, owner))

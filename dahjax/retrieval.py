@@ -3,27 +3,10 @@
 Codes enter as 0/1 arrays [n, bits] (at most 255 bits) and labels as 0/1 arrays
 [n, classes] (one-hot or multi-hot); a database item is relevant to a query when they
 share a label. Codes are packed into uint32 words and compared with XOR + popcount.
+The metrics are those DAH and DPFAH report (mAP@K, precision@N, precision within a
+Hamming radius, the PR curve, bit balance); `retrieval_metrics` defines them.
 
-Ranking (SPEC 4): the database is ordered by Hamming distance, ties broken by database
-index (a stable sort). AP@K averages precision@rank over the relevant items in the top K
-(a query with none there scores 0); precision@N is the fraction of relevant items in the
-top N; precision and recall within Hamming radius r count the items at distance <= r (a
-query retrieving nothing has precision 0, a query with no relevant item recall 0). The
-tie-aware AP (McFee & Lanckriet 2012; the closed form of He et al., CVPR 2018) averages
-AP over every order of the items at equal distance; at K below the database size it is
-the ratio of the expected precision sum to the expected number of relevant items in the
-top K.
-
-How it scales: queries are processed in chunks, each against the whole database, so
-memory is bounded by the chunk (`_CHUNK_CELLS` query x database cells), never by
-queries x database. A jitted kernel gives each chunk's distances as uint8 and its
-relevance as booleans (labels packed into bits, AND + any). Since a code of k bits has
-only k + 1 distinct distances, everything that depends on counts per distance (radius
-precision and recall, the PR curve over radii, tie-aware AP, the distance threshold of
-the top K) comes from per-distance histograms (`np.bincount`), without sorting. Standard
-AP and precision@N need the order inside each distance, i.e. a stable sort, which NumPy
-runs as a radix sort on uint8 keys; for a top K below the database size only the items up
-to the K-th item's distance are sorted. Chunks run on all CPU cores in threads.
+How the computation scales: docs/design.md, section dahjax/retrieval.py.
 """
 
 import concurrent.futures
@@ -39,12 +22,30 @@ import numpy as np
 # a chunk is processed: distances, relevance, sort order, cumulative counts).
 _CHUNK_CELLS = 1 << 23
 
+# Codes of at most this many bits: distances are counted in uint8.
 MAX_BITS = 255
 
 
 @jax.jit
 def pack_codes(codes: jax.Array) -> jax.Array:
-  """Packs 0/1 codes [n, bits] into uint32 words [n, ceil(bits / 32)], bit b of word w = code[32 w + b]."""
+  """Packs 0/1 codes into uint32 words, 32 bits a word.
+
+  Bit b of word w holds code bit 32 w + b; the last word is padded with zeros.
+
+  Args:
+    codes: 0/1 codes [n, bits] of any integer or boolean dtype.
+
+  Returns:
+    uint32 words [n, ceil(bits / 32)].
+
+  Examples:
+    >>> import numpy as np
+    >>> from dahjax import retrieval
+    >>> words = retrieval.pack_codes(np.array([[1, 0, 1, 1], [0, 1, 0, 0]]))
+    >>> print(words, words.dtype)
+    [[13]
+     [ 2]] uint32
+  """
   n, bits = codes.shape
   words = -(-bits // 32)
   padded = jnp.zeros((n, words * 32), jnp.uint32).at[:, :bits].set(
@@ -53,21 +54,52 @@ def pack_codes(codes: jax.Array) -> jax.Array:
   return jnp.sum(padded.reshape(n, words, 32) << shifts, axis=-1, dtype=jnp.uint32)
 
 
-@jax.jit
-def hamming_distance(query_words: jax.Array, database_words: jax.Array) -> jax.Array:
-  """Hamming distances [q, n] (int32) between packed codes [q, w] and [n, w]."""
-  xor = jnp.bitwise_xor(query_words[:, None, :], database_words[None, :, :])
-  return jnp.sum(jax.lax.population_count(xor), axis=-1, dtype=jnp.int32)
+def hamming_distance(a, b):
+  """Computes the Hamming distances popcount(a XOR b) between packed codes.
+
+  The one Hamming-distance kernel of dahjax: NumPy arrays are compared with NumPy (the
+  radius index verifies small candidate sets on the host), anything else with
+  jax.numpy, inside or outside `jax.jit`. Words of any unsigned width (the uint32 of
+  `pack_codes`, the index's uint64) work.
+
+  Args:
+    a: packed codes [..., w].
+    b: packed codes [..., w], broadcastable against `a` (e.g. queries [q, 1, w]
+      against a database [1, n, w] give all pairs).
+
+  Returns:
+    uint8 distances [...] (every distance of codes of up to 255 bits fits).
+
+  Examples:
+    >>> import numpy as np
+    >>> from dahjax import retrieval
+    >>> queries = retrieval.pack_codes(np.array([[1, 0, 1, 1], [0, 1, 0, 0]]))
+    >>> database = retrieval.pack_codes(np.array([[1, 0, 1, 0], [1, 1, 1, 1]]))
+    >>> print(retrieval.hamming_distance(queries[:, None], database[None]))
+    [[1 1]
+     [3 3]]
+  """
+  xp = np if isinstance(a, np.ndarray) and isinstance(b, np.ndarray) else jnp
+  counts = xp.bitwise_count(xp.bitwise_xor(a, b))
+  if counts.shape[-1] == 1:
+    return counts[..., 0].astype(xp.uint8)
+  return xp.sum(counts, axis=-1, dtype=xp.uint8)
 
 
 @jax.jit
 def _distances_and_relevance(query_words, database_words, query_label_words,
                              database_label_words):
-  # uint8 holds every distance of codes up to 255 bits and makes the sort a radix sort.
-  xor = jnp.bitwise_xor(query_words[:, None, :], database_words[None, :, :])
-  dist = jnp.sum(jax.lax.population_count(xor), axis=-1, dtype=jnp.uint8)
+  # uint8 distances make the sort that follows a radix sort.
+  dist = hamming_distance(query_words[:, None, :], database_words[None, :, :])
   shared = jnp.bitwise_and(query_label_words[:, None, :], database_label_words[None, :, :])
   return dist, jnp.any(shared != 0, axis=-1)
+
+
+def check_bits(bits: int) -> None:
+  """Raises ValueError for codes longer than retrieval supports (`MAX_BITS`)."""
+  if bits > MAX_BITS:
+    raise ValueError(f'Codes of {bits} bits are not supported: retrieval counts Hamming '
+                     f'distances in uint8, so codes have at most {MAX_BITS} bits.')
 
 
 def _check_inputs(query_codes, database_codes, query_labels, database_labels):
@@ -82,8 +114,7 @@ def _check_inputs(query_codes, database_codes, query_labels, database_labels):
   if q.shape[1] != d.shape[1]:
     raise ValueError(f'Query codes have {q.shape[1]} bits but database codes have '
                      f'{d.shape[1]}: encode both with the same model.')
-  if q.shape[1] > MAX_BITS:
-    raise ValueError(f'Codes of {q.shape[1]} bits are not supported (max {MAX_BITS}).')
+  check_bits(q.shape[1])
   if len(d) == 0:
     raise ValueError('The database is empty: nothing to retrieve.')
   if len(q) == 0:
@@ -249,7 +280,17 @@ def retrieval_metrics(query_codes, database_codes, query_labels, database_labels
                       topk: int | None = None, precision_at: int | None = 1000,
                       radius: int = 2, curves: bool = False,
                       curve_points: Sequence[int] | None = None) -> dict:
-  """All ranking metrics in one pass over the database.
+  """Computes all ranking metrics of Hamming ranking in one pass over the database.
+
+  Each query ranks the database by Hamming distance, ties broken by database index (a
+  stable sort). AP@K averages precision@rank over the relevant items in the top K (a
+  query with none there scores 0), and mAP@K is its mean over the queries;
+  precision@N is the fraction of relevant items in the top N; precision and recall
+  within Hamming radius r count the items at distance <= r (a query retrieving nothing
+  has precision 0, a query with no relevant item recall 0). The tie-aware AP averages
+  AP over every order of the items at equal distance; at K below the database size it
+  is the ratio of the expected precision sum to the expected number of relevant items
+  in the top K. Every value is a mean over the queries.
 
   Args:
     query_codes: 0/1 codes [q, bits].
@@ -270,6 +311,38 @@ def retrieval_metrics(query_codes, database_codes, query_labels, database_labels
     'recall_radius_<r>'} as Python floats; with `curves`, also 'precision_at_n'
     {'n': [...], 'precision': [...]} and 'radius_curve' {'radius': [0..bits],
     'precision': [...], 'recall': [...]}.
+
+  Raises:
+    ValueError: inputs that are not 2-D, disagree in bits, classes or rows, hold more
+      than 255 bits or no item, or a `topk`, `precision_at` or `radius` out of range.
+
+  Examples:
+    >>> import numpy as np
+    >>> from dahjax import retrieval
+    >>> query_codes = np.array([[1, 0, 1, 1], [0, 1, 0, 0]])
+    >>> database_codes = np.array([[1, 0, 1, 0], [0, 1, 1, 0], [1, 1, 1, 1], [0, 0, 1, 1]])
+    >>> query_labels = np.array([[1, 0], [0, 1]])
+    >>> database_labels = np.array([[1, 0], [0, 1], [0, 1], [0, 1]])
+    >>> metrics = retrieval.retrieval_metrics(query_codes, database_codes, query_labels,
+    ...                                       database_labels, precision_at=2)
+    >>> for name, value in metrics.items():
+    ...   print(name, round(value, 4))
+    map 0.9028
+    map_tie_aware 0.7593
+    precision_at_2 0.5
+    precision_radius_2 0.6667
+    recall_radius_2 0.6667
+
+  References:
+    Li et al., "Image Retrieval Using a Deep Attention-Based Hash", IEEE Access
+    2020, Sec. IV.A (mAP, top-1,000 precision, precision within Hamming radius 2, PR
+    curves).
+
+    Yang, Wang & Cheng, "Deep parameter-free attention hashing for image
+    retrieval", Scientific Reports 2022, "Evaluation metrics and settings" (mAP@ALL,
+    mAP@5000, mAP@1000, P@H=2, P@N, PR curves).
+
+    He et al., "Hashing as Tie-Aware Learning to Rank", CVPR 2018 (tie-aware AP).
   """
   q, d, ql, dl = _check_inputs(query_codes, database_codes, query_labels, database_labels)
   n_db, bits = len(d), q.shape[1]
@@ -313,7 +386,10 @@ def _default_curve_points() -> list[int]:
 
 def mean_average_precision(query_codes, database_codes, query_labels, database_labels,
                            topk: int | None = None) -> float:
-  """mAP@topk of Hamming ranking, ties broken by database index.
+  """Computes mAP@topk of Hamming ranking, ties broken by database index.
+
+  AP@K is the mean of precision@rank over the relevant items in a query's top K, 0 for
+  a query with none there; see `retrieval_metrics`.
 
   Args:
     query_codes: 0/1 codes [q, bits].
@@ -324,6 +400,28 @@ def mean_average_precision(query_codes, database_codes, query_labels, database_l
 
   Returns:
     mAP as a Python float.
+
+  Examples:
+    >>> import numpy as np
+    >>> from dahjax import retrieval
+    >>> query_codes = np.array([[1, 0, 1, 1], [0, 1, 0, 0]])
+    >>> database_codes = np.array([[1, 0, 1, 0], [0, 1, 1, 0], [1, 1, 1, 1], [0, 0, 1, 1]])
+    >>> query_labels = np.array([[1, 0], [0, 1]])
+    >>> database_labels = np.array([[1, 0], [0, 1], [0, 1], [0, 1]])
+    >>> print(round(retrieval.mean_average_precision(
+    ...     query_codes, database_codes, query_labels, database_labels), 4))
+    0.9028
+    >>> print(round(retrieval.mean_average_precision(
+    ...     query_codes, database_codes, query_labels, database_labels, topk=2), 4))
+    1.0
+
+  References:
+    Li et al., "Image Retrieval Using a Deep Attention-Based Hash", IEEE Access
+    2020, Sec. IV.A and Table 2.
+
+    Yang, Wang & Cheng, "Deep parameter-free attention hashing for image
+    retrieval", Scientific Reports 2022, "Evaluation metrics and settings" and
+    Table 6.
   """
   return retrieval_metrics(query_codes, database_codes, query_labels, database_labels,
                            topk=topk, precision_at=None)['map']
@@ -331,23 +429,94 @@ def mean_average_precision(query_codes, database_codes, query_labels, database_l
 
 def tie_aware_map(query_codes, database_codes, query_labels, database_labels,
                   topk: int | None = None) -> float:
-  """Tie-aware mAP@topk: AP averaged over every order of items at equal distance."""
+  """Computes the tie-aware mAP@topk: AP averaged over every order of tied items.
+
+  Items at equal Hamming distance have no order of their own; the tie-aware AP takes
+  the expectation of AP over all their orders, in closed form, so it does not depend
+  on how ties are broken (see `retrieval_metrics`).
+
+  Args:
+    query_codes: 0/1 codes [q, bits].
+    database_codes: 0/1 codes [n, bits].
+    query_labels: 0/1 labels [q, C] (one-hot or multi-hot).
+    database_labels: 0/1 labels [n, C].
+    topk: K; None means the whole database.
+
+  Returns:
+    The tie-aware mAP as a Python float.
+
+  Examples:
+    >>> import numpy as np
+    >>> from dahjax import retrieval
+    >>> query_codes = np.array([[1, 0, 1, 1], [0, 1, 0, 0]])
+    >>> database_codes = np.array([[1, 0, 1, 0], [0, 1, 1, 0], [1, 1, 1, 1], [0, 0, 1, 1]])
+    >>> query_labels = np.array([[1, 0], [0, 1]])
+    >>> database_labels = np.array([[1, 0], [0, 1], [0, 1], [0, 1]])
+    >>> print(round(retrieval.tie_aware_map(
+    ...     query_codes, database_codes, query_labels, database_labels), 4))
+    0.7593
+
+  References:
+    He et al., "Hashing as Tie-Aware Learning to Rank", CVPR 2018, eq. 8.
+  """
   return retrieval_metrics(query_codes, database_codes, query_labels, database_labels,
                            topk=topk, precision_at=None)['map_tie_aware']
 
 
 def bit_balance(codes) -> float:
-  """Mean over bits of max(#ones, #zeros) / min(#ones, #zeros); 1.0 is perfectly balanced.
+  """Computes DAH's bit balance: the mean over bits of max(#ones, #zeros) / min(#ones, #zeros).
 
-  A bit that is constant over all codes makes the ratio infinite (DAH paper, Table 5).
+  1.0 is perfectly balanced. The paper's Sec. IV.E speaks of "the ratio of 1 and 0
+  values at each bit index" without saying which way round or how the bits are
+  combined; the larger count over the smaller (so the ratio is >= 1, as all of Table
+  5's values are) averaged over the bits is that reading. A bit that is constant over
+  all codes makes the ratio infinite (see `bit_balance_summary`).
+
+  Args:
+    codes: 0/1 codes [n, bits].
+
+  Returns:
+    The mean ratio as a Python float (inf when a bit is constant).
+
+  Examples:
+    >>> import numpy as np
+    >>> from dahjax import retrieval
+    >>> codes = np.array([[1, 0, 1], [0, 1, 1], [1, 1, 0], [0, 0, 1]])
+    >>> print(round(retrieval.bit_balance(codes), 4))  # per bit 1, 1, 3
+    1.6667
+
+  References:
+    Li et al., "Image Retrieval Using a Deep Attention-Based Hash", IEEE Access
+    2020, Sec. IV.E and Table 5.
   """
   return float(np.mean(per_bit_balance(codes)))
 
 
 def bit_balance_summary(codes) -> dict[str, float | int | None]:
-  """{'bit_balance': the mean of `per_bit_balance`, or None when a bit is constant (the
-  ratio is then infinite, which strict JSON cannot hold), 'constant_bits': how many
-  bits are the same in every code}."""
+  """Summarises the bit balance of `codes` in values strict JSON can hold.
+
+  Args:
+    codes: 0/1 codes [n, bits].
+
+  Returns:
+    {'bit_balance': the mean of `per_bit_balance` as a Python float, or None when a bit
+    is constant (the ratio is then infinite, which strict JSON cannot hold),
+    'constant_bits': how many bits are the same in every code, an int}.
+
+  Examples:
+    >>> import numpy as np
+    >>> from dahjax import retrieval
+    >>> codes = np.array([[1, 0, 1, 1], [0, 1, 1, 1], [1, 1, 0, 1], [0, 0, 1, 1]])
+    >>> print(retrieval.bit_balance_summary(codes))
+    {'bit_balance': None, 'constant_bits': 1}
+    >>> summary = retrieval.bit_balance_summary(codes[:, :3])
+    >>> print(round(summary['bit_balance'], 4), summary['constant_bits'])
+    1.6667 0
+
+  References:
+    Li et al., "Image Retrieval Using a Deep Attention-Based Hash", IEEE Access
+    2020, Sec. IV.E and Table 5.
+  """
   per_bit = per_bit_balance(codes)
   constant = int(np.sum(~np.isfinite(per_bit)))
   return {'bit_balance': None if constant else float(np.mean(per_bit)),
@@ -355,7 +524,25 @@ def bit_balance_summary(codes) -> dict[str, float | int | None]:
 
 
 def per_bit_balance(codes) -> np.ndarray:
-  """max(#ones, #zeros) / min(#ones, #zeros) of each bit [bits] (inf for a constant bit)."""
+  """Computes max(#ones, #zeros) / min(#ones, #zeros) of each bit over the codes.
+
+  Args:
+    codes: 0/1 codes [n, bits].
+
+  Returns:
+    float64 ratios [bits], each >= 1; inf for a bit that is constant over all codes.
+
+  Examples:
+    >>> import numpy as np
+    >>> from dahjax import retrieval
+    >>> codes = np.array([[1, 0, 1, 1], [0, 1, 1, 1], [1, 1, 0, 1], [0, 0, 1, 1]])
+    >>> print(retrieval.per_bit_balance(codes))
+    [ 1.  1.  3. inf]
+
+  References:
+    Li et al., "Image Retrieval Using a Deep Attention-Based Hash", IEEE Access
+    2020, Sec. IV.E and Table 5.
+  """
   codes = np.asarray(codes)
   ones = codes.sum(axis=0).astype(np.float64)
   zeros = len(codes) - ones

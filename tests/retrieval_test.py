@@ -3,6 +3,8 @@
 import itertools
 import math
 
+import json
+
 import numpy as np
 import pytest
 
@@ -59,10 +61,15 @@ def random_case(seed, nq=13, nd=57, bits=4, classes=3, multi_label=False):
 @pytest.mark.parametrize('bits', [4, 8, 33, 64])
 def test_pack_and_hamming_match_numpy(bits):
   q, d, _, _ = random_case(bits, bits=bits)
-  got = np.asarray(retrieval.hamming_distance(retrieval.pack_codes(q),
-                                              retrieval.pack_codes(d)))
+  got = np.asarray(retrieval.hamming_distance(retrieval.pack_codes(q)[:, None],
+                                              retrieval.pack_codes(d)[None]))
   want = (q[:, None, :] != d[None, :, :]).sum(-1)
   np.testing.assert_array_equal(got, want)
+  # The same kernel on NumPy words (as the radius index uses it) gives the same.
+  on_host = retrieval.hamming_distance(np.asarray(retrieval.pack_codes(q))[:, None],
+                                       np.asarray(retrieval.pack_codes(d))[None])
+  assert isinstance(on_host, np.ndarray) and on_host.dtype == np.uint8
+  np.testing.assert_array_equal(on_host, want)
   assert retrieval.pack_codes(q).shape == (len(q), -(-bits // 32))
 
 
@@ -252,3 +259,14 @@ def test_partial_sort_for_topk_equals_full_sort(bits):
 def test_per_bit_balance():
   codes = np.array([[1, 1, 0], [0, 1, 0], [0, 1, 1], [1, 0, 1]])
   np.testing.assert_allclose(retrieval.per_bit_balance(codes), [1, 3, 1])
+
+
+def test_bit_balance_summary_is_strict_json():
+  codes = np.array([[0, 1, 1], [1, 1, 0], [0, 1, 0], [1, 1, 0]], np.uint8)
+  # Bit 0: 2 ones / 2 zeros -> 1; bit 1 constant -> infinite; bit 2: 3 zeros / 1 one -> 3.
+  np.testing.assert_array_equal(retrieval.per_bit_balance(codes), [1.0, np.inf, 3.0])
+  summary = retrieval.bit_balance_summary(codes)
+  assert summary == {'bit_balance': None, 'constant_bits': 1}
+  json.dumps(summary, allow_nan=False)
+  assert retrieval.bit_balance_summary(codes[:, [0, 2]]) == {'bit_balance': 2.0,
+                                                              'constant_bits': 0}
