@@ -1,4 +1,4 @@
-"""DPFAH on ImageNet-100 (SPEC 3.5, the paper's Table 6): the HashNet protocol, mAP@1000.
+"""DPFAH on ImageNet-100 (DPFAH "Datasets", Table 6): the HashNet protocol, mAP@1000.
 
 ResNet18 (ImageNet stem) + PFA after the stem, 100 classes, RMSProp 5e-5 with weight
 decay 1e-5, batch 128, 224 px crops of images resized to 256. Train on the 13,000
@@ -8,7 +8,8 @@ from every training image of the 100 classes (about 128,500).
 ImageNet itself comes from your own ILSVRC2012 copy, built once into a TFDS data set
 (only the 100 classes are written; no TensorFlow needed):
 
-  python -m dahjax.data.imagenet100 --manual_dir=/path/to/ilsvrc2012 --data_dir=~/tensorflow_datasets
+  python -m dahjax.data.imagenet100 --manual_dir=/path/to/ilsvrc2012 \\
+      --data_dir=~/tensorflow_datasets
   python -m dahjax.main --config configs/dpfah_imagenet100.py --workdir runs/dpfah_in100_64 \\
       --config.model.bits=64 --config.model.pretrained=resnet18-f37072fd.pth \\
       --config.data.data_dir=~/tensorflow_datasets

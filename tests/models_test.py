@@ -89,7 +89,7 @@ def test_unknown_model_and_attention():
 
 
 def numpy_pfa(x, lam=1e-4):
-  """SPEC 3.1 written out per image and channel with NumPy loops, in float64."""
+  """PFA (DPFAH eqs. 6-9, with SimAM's n = H*W - 1) written out per image and channel with NumPy loops, in float64."""
   x = np.asarray(x, np.float64)
   out = np.empty_like(x)
   b, h, w, c = x.shape

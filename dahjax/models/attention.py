@@ -20,7 +20,29 @@ from dahjax.models import conv
 
 
 class ChannelAttention(nn.Module):
-  """sigmoid(MLP(avgpool(x)) + MLP(maxpool(x))) with a shared C -> C/r -> C MLP."""
+  """CBAM's channel attention: sigmoid(MLP(avgpool(x)) + MLP(maxpool(x))).
+
+  One MLP C -> C/r -> C (ReLU in between) is shared by the two pooled descriptors.
+
+  Attributes:
+    reduction: r, the MLP's reduction ratio (CBAM's 16; DAH does not change it).
+    dtype: computation dtype (parameters stay float32).
+
+  Returns from `__call__(x)` (x [B, H, W, C]) the channel weights [B, 1, 1, C] in (0, 1).
+
+  Examples:
+    >>> import jax
+    >>> import jax.numpy as jnp
+    >>> from dahjax.models import attention
+    >>> x = jax.ShapeDtypeStruct((2, 8, 8, 32), jnp.float32)
+    >>> module = attention.ChannelAttention()
+    >>> variables = jax.eval_shape(module.init, jax.random.key(0), x)
+    >>> print(jax.eval_shape(module.apply, variables, x).shape)
+    (2, 1, 1, 32)
+
+  References:
+    Woo et al., "CBAM: Convolutional Block Attention Module", ECCV 2018, Sec. 3.
+  """
   reduction: int = 16
   dtype: jnp.dtype = jnp.float32
 
@@ -38,7 +60,28 @@ class ChannelAttention(nn.Module):
 
 
 class SpatialAttention(nn.Module):
-  """sigmoid(conv7x7([mean_c(x); max_c(x)]))."""
+  """CBAM's spatial attention: sigmoid(conv7x7([mean_c(x); max_c(x)])).
+
+  Attributes:
+    kernel_size: size of the square convolution over the two pooled maps.
+    dtype: computation dtype (parameters stay float32).
+    conv_impl: 'auto', 'xla' or 'slices' (see `conv`).
+
+  Returns from `__call__(x)` (x [B, H, W, C]) the spatial weights [B, H, W, 1] in (0, 1).
+
+  Examples:
+    >>> import jax
+    >>> import jax.numpy as jnp
+    >>> from dahjax.models import attention
+    >>> x = jax.ShapeDtypeStruct((2, 8, 8, 32), jnp.float32)
+    >>> module = attention.SpatialAttention()
+    >>> variables = jax.eval_shape(module.init, jax.random.key(0), x)
+    >>> print(jax.eval_shape(module.apply, variables, x).shape)
+    (2, 8, 8, 1)
+
+  References:
+    Woo et al., "CBAM: Convolutional Block Attention Module", ECCV 2018, Sec. 3.
+  """
   kernel_size: int = 7
   dtype: jnp.dtype = jnp.float32
   conv_impl: str = 'auto'
@@ -55,7 +98,37 @@ class SpatialAttention(nn.Module):
 
 
 class CBAM(nn.Module):
-  """Channel then spatial attention: F'' = Ms(F') * F', F' = Mc(F) * F."""
+  """CBAM, DAH's attention: channel then spatial attention, F'' = Ms(F') * F'.
+
+  F' = Mc(F) * F with `ChannelAttention` Mc, then `SpatialAttention` Ms weighs F'. DAH
+  puts one CBAM before each of the three stages of its ResNet30.
+
+  Attributes:
+    reduction: reduction ratio of the channel attention's MLP.
+    kernel_size: size of the spatial attention's convolution.
+    dtype: computation dtype (parameters stay float32).
+    conv_impl: 'auto', 'xla' or 'slices' (see `conv`).
+
+  Returns from `__call__(x)` (x [B, H, W, C]) the refined features, same shape.
+
+  Examples:
+    >>> import jax
+    >>> import jax.numpy as jnp
+    >>> from dahjax.models import attention
+    >>> x = jax.ShapeDtypeStruct((2, 8, 8, 32), jnp.float32)
+    >>> cbam = attention.CBAM()
+    >>> variables = jax.eval_shape(cbam.init, jax.random.key(0), x)
+    >>> print(jax.eval_shape(cbam.apply, variables, x).shape)
+    (2, 8, 8, 32)
+    >>> print(sum(p.size for p in jax.tree.leaves(variables)))  # MLP 32-2-32, 7x7 conv
+    261
+
+  References:
+    Woo et al., "CBAM: Convolutional Block Attention Module", ECCV 2018, Sec. 3.
+
+    Li et al., "Image Retrieval Using a Deep Attention-Based Hash", IEEE Access
+    2020, Sec. III.A and Table 1.
+  """
   reduction: int = 16
   kernel_size: int = 7
   dtype: jnp.dtype = jnp.float32
@@ -69,11 +142,18 @@ class CBAM(nn.Module):
 
 
 def pfa(x: jax.Array, lam: float = 1e-4) -> jax.Array:
-  """Parameter-free attention (DPFAH eqs. 6-9, SPEC 3.1) of NHWC `x`.
+  """Computes DPFAH's parameter-free attention (PFA, i.e. SimAM) of NHWC `x`.
 
   Per image and channel, over the n + 1 = H * W positions:
   mu = mean(x), var = sum((x - mu)^2) / n,
   e_inv = (x - mu)^2 / (4 (var + lam)) + 1/2, and PFA(x) = x * sigmoid(e_inv).
+  e_inv is 1 / e* of the paper's eq. 8, the inverse of each neuron's minimal energy.
+
+  The paper's eq. 8 writes its mean and variance as sums of M - 1 terms divided by M;
+  they are taken as SimAM's own implementation takes them: the mean over all M = H * W
+  positions and the squared deviations summed over all positions, divided by M - 1.
+  The paper gives no value for lambda; 1e-4 is SimAM's. Statistics are computed in
+  float32 also for bfloat16 inputs.
 
   Args:
     x: activations [B, H, W, C] with H * W >= 2.
@@ -81,6 +161,24 @@ def pfa(x: jax.Array, lam: float = 1e-4) -> jax.Array:
 
   Returns:
     `x` weighted by sigmoid(e_inv), same shape and dtype.
+
+  Raises:
+    ValueError: H * W < 2.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import numpy as np
+    >>> from dahjax.models import attention
+    >>> x = jnp.array([1.0, 2.0, 3.0, 6.0]).reshape(1, 2, 2, 1)
+    >>> print(np.round(np.asarray(attention.pfa(x)).ravel(), 4))
+    [0.6713 1.2699 1.8674 4.3652]
+
+  References:
+    Yang, Wang & Cheng, "Deep parameter-free attention hashing for image
+    retrieval", Scientific Reports 2022, "PFA module", eqs. 4-9.
+
+    Yang et al., "SimAM: A Simple, Parameter-Free Attention Module for Convolutional
+    Neural Networks", ICML 2021.
   """
   n = x.shape[1] * x.shape[2] - 1
   if n < 1:

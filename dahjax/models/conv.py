@@ -1,23 +1,12 @@
 """Convolutions and max pooling with a CPU fast path.
 
-XLA's CPU backend runs some of a network's operations far below its matrix-product
-speed: depthwise convolutions, 1x1 convolutions (with a stride in particular) and the
-backward pass of max pooling (a scatter). With `impl='slices'` these are computed from
-shifted, strided slices of the input and matrix products instead, which differentiate
-into the same cheap operations:
+With `impl='slices'`, depthwise convolutions, 1x1 convolutions and max pooling are
+computed from shifted, strided slices of the input and matrix products; with
+`impl='xla'` they are XLA's native operations; `impl='auto'` picks 'slices' on the CPU
+and 'xla' elsewhere. Parameters are identical under every `impl` (Flax's names and HWIO
+layout), so a checkpoint trained with one runs with the other.
 
-  * depthwise k x k: a sum of k*k shifted slices times per-channel weights;
-  * 1x1 (any stride): a strided slice and one matrix product;
-  * max pooling: a running maximum over shifted slices, whose gradient goes to the first
-    maximum of each window, as XLA's does.
-
-Other convolutions keep XLA's own: they run fast on the CPU once XLA's YNNPACK
-convolution path is switched off (`configure_cpu_backend`), and the alternatives measured
-(im2col with one matrix product, weight gradients as products of shifted slices) were
-slower inside a whole network, where they add copies that XLA's convolution avoids. Accelerators keep XLA's native operations:
-`impl='auto'` picks 'slices' on the CPU and 'xla' elsewhere. Parameters are identical
-under every `impl` (Flax's names and HWIO layout), so a checkpoint trained with one runs
-with the other.
+Why and how: docs/design.md, section dahjax/models/conv.py.
 """
 
 import functools
@@ -36,14 +25,19 @@ conv_init = nn.initializers.variance_scaling(2.0, 'fan_in', 'normal')
 
 _DIMENSION_NUMBERS = ('NHWC', 'HWIO', 'NHWC')
 
-# XLA's CPU convolutions through YNNPACK trained ResNet18 about 1.3x slower than with
-# this library path switched off (benchmarks/conv_speed.py); dots keep YNNPACK.
+# Switches XLA's YNNPACK path off for CPU convolutions only; dots keep YNNPACK. Why:
+# docs/design.md, section dahjax/models/conv.py.
 CPU_XLA_FLAG = '--xla_cpu_experimental_ynn_fusion_type=-individual_convolution'
 
 Padding = str | Sequence[tuple[int, int]]
 
 
 def resolve_impl(impl: str) -> str:
+  """Returns 'xla' or 'slices' for `impl`: 'auto' is 'slices' on the CPU, else 'xla'.
+
+  Raises:
+    ValueError: `impl` is not one of `IMPLS`.
+  """
   if impl not in IMPLS:
     raise ValueError(f'Unknown conv_impl {impl!r}; valid: {", ".join(IMPLS)}.')
   if impl == 'auto':

@@ -15,22 +15,73 @@ import jax.numpy as jnp
 
 
 def pool_features(x: jax.Array) -> jax.Array:
-  """Global average pool of NHWC features [B, H, W, C] -> [B, C], in float32.
+  """Computes the global average pool of NHWC features, in float32.
 
   The pooled features and the heads stay in float32 whatever the backbone's dtype: the
   losses compare codes with each other, and bfloat16 would quantise them to steps the
   pairwise terms cannot resolve.
+
+  Args:
+    x: backbone features [B, H, W, C], any float dtype.
+
+  Returns:
+    float32 [B, C], the mean over the H x W positions.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> from dahjax.models import heads
+    >>> x = jnp.arange(8.0, dtype=jnp.bfloat16).reshape(1, 2, 2, 2)
+    >>> pooled = heads.pool_features(x)
+    >>> print(pooled, pooled.dtype)
+    [[3. 4.]] float32
   """
   return jnp.mean(x.astype(jnp.float32), axis=(1, 2))
 
 
 def shrink_sigmoid(x: jax.Array) -> jax.Array:
-  """DAH eq. 1: 1/4 + 1 / (2 (1 + exp(-x))), with range (1/4, 3/4)."""
+  """Computes DAH's shrink sigmoid 1/4 + 1 / (2 (1 + exp(-x))), with range (1/4, 3/4).
+
+  Args:
+    x: hash layer pre-activations, any shape.
+
+  Returns:
+    Values in (1/4, 3/4), same shape and dtype as `x`.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import numpy as np
+    >>> from dahjax.models import heads
+    >>> print(np.round(np.asarray(heads.shrink_sigmoid(jnp.array([-2.0, 0.0, 2.0]))), 4))
+    [0.3096 0.5    0.6904]
+
+  References:
+    Li et al., "Image Retrieval Using a Deep Attention-Based Hash", IEEE Access
+    2020, Sec. III.A, eq. 1.
+  """
   return 0.25 + 0.5 * nn.sigmoid(x)
 
 
 def shrink_sigmoid_codes(h: jax.Array) -> jax.Array:
-  """DAH eq. 5: bit 1 where h > 1/2, else 0 (h == 1/2 maps to 0). Returns uint8."""
+  """Computes DAH's binary codes: bit 1 where h > 1/2, else 0.
+
+  The paper's eq. 5 leaves h == 1/2 open; it maps to 0 here.
+
+  Args:
+    h: shrink-sigmoid outputs [B, k].
+
+  Returns:
+    uint8 0/1 codes [B, k].
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> from dahjax.models import heads
+    >>> print(heads.shrink_sigmoid_codes(jnp.array([[0.3, 0.5, 0.7, 0.6]])))
+    [[0 0 1 1]]
+
+  References:
+    Li et al., "Image Retrieval Using a Deep Attention-Based Hash", IEEE Access
+    2020, Sec. III.B, eq. 5.
+  """
   return (h > 0.5).astype(jnp.uint8)
 
 
@@ -38,12 +89,38 @@ HASH_LAYERS = ('shrink_sigmoid', 'linear')
 
 
 class ShrinkSigmoidHashHead(nn.Module):
-  """Dense(bits) -> shrink sigmoid -> Dense(num_classes): classification after hashing.
+  """DAH's head: Dense(bits) -> shrink sigmoid -> Dense(num_classes).
 
-  Returns a dict with `hash` (continuous codes in (1/4, 3/4)) and `logits`. With
-  `activation='linear'` the hash layer is left unconstrained (no shrink sigmoid): the
-  classifier then sees a plain bottleneck of the same width, the ceiling against which
-  the shrink sigmoid's cost is measured; its codes are thresholded at 0.
+  The classifier sits after the hash layer (classification after hashing), so the
+  class loss also shapes the codes. With `activation='linear'` the hash layer is left
+  unconstrained (no shrink sigmoid): the classifier then sees a plain bottleneck of the
+  same width, the ceiling against which the shrink sigmoid's cost is measured; its
+  codes are thresholded at 0.
+
+  Attributes:
+    bits: code length k.
+    num_classes: number of classes C.
+    dtype: computation dtype (parameters stay float32).
+    activation: 'shrink_sigmoid' (DAH) or 'linear' (a diagnostic, not DAH).
+
+  Returns from `__call__(features)` (features [B, F]) a dict: `hash` [B, bits]
+  (continuous codes in (1/4, 3/4)) and `logits` [B, num_classes].
+
+  Examples:
+    >>> import jax
+    >>> import jax.numpy as jnp
+    >>> from dahjax.models import heads
+    >>> head = heads.ShrinkSigmoidHashHead(bits=4, num_classes=3)
+    >>> features = jnp.ones((2, 8))
+    >>> out = head.apply(head.init(jax.random.key(0), features), features)
+    >>> print({name: value.shape for name, value in out.items()})
+    {'hash': (2, 4), 'logits': (2, 3)}
+    >>> print(bool(jnp.all((out['hash'] > 0.25) & (out['hash'] < 0.75))))
+    True
+
+  References:
+    Li et al., "Image Retrieval Using a Deep Attention-Based Hash", IEEE Access
+    2020, Sec. III.A and Table 1.
   """
   bits: int
   num_classes: int
@@ -60,22 +137,80 @@ class ShrinkSigmoidHashHead(nn.Module):
 
 
 def clip_codes(u: jax.Array) -> jax.Array:
-  """DPFAH eq. 2: f(u) = clip(u, -1, 1), the relaxed codes of the pairwise loss."""
+  """Computes DPFAH's relaxed codes f(u) = clip(u, -1, 1), the input of the pairwise loss.
+
+  Args:
+    u: raw hash layer outputs [B, l].
+
+  Returns:
+    Values in [-1, 1], same shape and dtype as `u`.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> from dahjax.models import heads
+    >>> print(heads.clip_codes(jnp.array([[-1.5, -0.25, 0.0, 0.5, 1.25]])))
+    [[-1.   -0.25  0.    0.5   1.  ]]
+
+  References:
+    Yang, Wang & Cheng, "Deep parameter-free attention hashing for image
+    retrieval", Scientific Reports 2022, eq. 2.
+  """
   return jnp.clip(u, -1.0, 1.0)
 
 
 def sign_codes(u: jax.Array) -> jax.Array:
-  """DPFAH's codes: bit 1 (sign +1) where u >= 0, else 0 (-1). Returns uint8.
+  """Computes DPFAH's binary codes b = sign(u) as 0/1: bit 1 (+1) where u >= 0, else 0 (-1).
 
-  The paper's eq. 3 swaps the two signs, a typo (SPEC 3.2).
+  The paper's eq. 3 defines sign(x) as -1 for x >= 0 and +1 otherwise: the two signs
+  are swapped, a typo. We use the usual sign, keeping eq. 3's boundary (0 goes with
+  the non-negative values, so sign(0) = +1). Inverting every bit would change no
+  Hamming distance.
+
+  Args:
+    u: raw hash layer outputs [B, l].
+
+  Returns:
+    uint8 0/1 codes [B, l].
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> from dahjax.models import heads
+    >>> print(heads.sign_codes(jnp.array([[-1.5, -0.2, 0.0, 0.7, 1.3]])))
+    [[0 0 1 1 1]]
+
+  References:
+    Yang, Wang & Cheng, "Deep parameter-free attention hashing for image
+    retrieval", Scientific Reports 2022, eqs. 3 and 17.
   """
   return (u >= 0).astype(jnp.uint8)
 
 
 class ParallelHashHead(nn.Module):
-  """Dense(bits) -> u and, beside it, Dense(num_classes) -> logits, both on the features.
+  """DPFAH's heads: Dense(bits) -> u and, beside it, Dense(num_classes) -> logits.
 
-  Returns a dict with `hash` (u, unbounded) and `logits`.
+  Both branches read the backbone's features: u = W^T phi + v is the hash layer
+  (unbounded; the losses clip it), and the classification branch runs in parallel.
+
+  Attributes:
+    bits: code length l.
+    num_classes: number of classes C.
+    dtype: computation dtype (parameters stay float32).
+
+  Returns from `__call__(features)` (features [B, F]) a dict: `hash` (u) [B, bits] and
+  `logits` [B, num_classes].
+
+  Examples:
+    >>> import jax
+    >>> import jax.numpy as jnp
+    >>> from dahjax.models import heads
+    >>> head = heads.ParallelHashHead(bits=4, num_classes=3)
+    >>> variables = head.init(jax.random.key(0), jnp.ones((2, 8)))
+    >>> print(jax.tree.map(lambda p: p.shape, variables['params']))
+    {'classifier': {'bias': (3,), 'kernel': (8, 3)}, 'hash': {'bias': (4,), 'kernel': (8, 4)}}
+
+  References:
+    Yang, Wang & Cheng, "Deep parameter-free attention hashing for image
+    retrieval", Scientific Reports 2022, "Network architecture" and eq. 16.
   """
   bits: int
   num_classes: int

@@ -1,14 +1,9 @@
-"""torchvision's ImageNet ResNet18 weights for DPFAH's backbone (SPEC 3.1, Algorithm 1).
+"""torchvision's ImageNet ResNet18 weights for DPFAH's backbone (DPFAH Algorithm 1).
 
-`resnet18.ResNet18` keeps torchvision's module names, so every tensor of torchvision's
-`resnet18().state_dict()` has exactly one place in the Flax variables:
-
-  conv1.weight [O, I, H, W]              params/conv1/kernel [H, W, I, O]
-  bn1.weight, bn1.bias                   params/bn1/scale, params/bn1/bias
-  bn1.running_mean, bn1.running_var      batch_stats/bn1/mean, batch_stats/bn1/var
-  layer2.0.conv1.weight                  params/layer2_0/conv1/kernel
-  layer2.0.downsample.0.weight           params/layer2_0/downsample_conv/kernel
-  layer2.0.downsample.1.*                .../layer2_0/downsample_bn/*
+DPFAH starts from an ImageNet-pretrained ResNet18 (the initialisation of its
+Algorithm 1). `resnet18.ResNet18` keeps torchvision's module names, so every tensor of
+torchvision's `resnet18().state_dict()` has exactly one place in the Flax variables
+(the mapping: docs/design.md, section dahjax/models/pretrained.py).
 
 `num_batches_tracked` and the 1000-class `fc` are not used: DPFAH's hash and class heads
 (`head`) keep their fresh initialisation. With `stem='cifar'` the 3x3 conv1 cannot take

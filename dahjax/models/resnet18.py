@@ -1,13 +1,14 @@
-"""DPFAH's network: ResNet18 with parameter-free attention and two heads (SPEC 3.1-3.2).
+"""DPFAH's network: ResNet18 with parameter-free attention and two heads (DPFAH Fig. 1).
 
 The backbone is torchvision's ResNet18 (7x7/2 conv, BN, ReLU, 3x3/2 max pool, four stages
 of two basic blocks, widths 64-128-256-512, global average pool), with its module names,
 so that torchvision's ImageNet weights map onto it one to one. `stem='cifar'` replaces the
 stem with a 3x3/1 conv and no max pool for 32x32 inputs.
 
-PFA placement (`attention`): 'stem' adds X + PFA(X) after the stem (the paper's Fig. 1),
-'every_block' applies PFA to each basic block's residual branch before the addition
-(SimAM's own placement), 'none' leaves it out (the paper's ablation).
+PFA placement (`attention`): 'stem' adds X + PFA(X) after the stem, the one placement
+the paper describes (its Fig. 1); 'every_block' applies PFA to each basic block's
+residual branch before the addition (SimAM's own placement); 'none' leaves it out (the
+paper's ablation DFAH-1, Table 5).
 """
 
 import functools
@@ -34,7 +35,34 @@ _conv_init = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
 
 
 class BasicBlock(nn.Module):
-  """conv3x3(stride)-BN-ReLU-conv3x3-BN (+PFA) plus the (projected) input, then ReLU."""
+  """ResNet18's basic block: conv3x3(stride)-BN-ReLU-conv3x3-BN (+PFA), add, ReLU.
+
+  The input is added as it is, or through a 1x1 convolution and BatchNorm (torchvision's
+  `downsample`) where the stride or the width changes.
+
+  Attributes:
+    features: output channels F.
+    strides: stride of the first convolution and of the projection.
+    pfa: apply PFA to the residual branch before the addition.
+    pfa_lambda: PFA's lambda.
+    conv_impl: 'auto', 'xla' or 'slices' (see `conv`).
+    dtype: computation dtype (parameters stay float32).
+
+  Returns from `__call__(x, train)` (x [B, H, W, C]) the output
+  [B, H / strides, W / strides, F].
+
+  Examples:
+    >>> import jax
+    >>> import jax.numpy as jnp
+    >>> from dahjax.models import resnet18
+    >>> x = jax.ShapeDtypeStruct((2, 8, 8, 32), jnp.float32)
+    >>> block = resnet18.BasicBlock(64, strides=2)
+    >>> variables = jax.eval_shape(lambda x: block.init(jax.random.key(0), x, False), x)
+    >>> print(sorted(variables['params']))
+    ['bn1', 'bn2', 'conv1', 'conv2', 'downsample_bn', 'downsample_conv']
+    >>> print(jax.eval_shape(lambda v, x: block.apply(v, x, False), variables, x).shape)
+    (2, 4, 4, 64)
+  """
   features: int
   strides: int = 1
   pfa: bool = False
@@ -63,6 +91,12 @@ class BasicBlock(nn.Module):
 class ResNet18(nn.Module):
   """DPFAH: ResNet18 + PFA, a hash layer u and a parallel classifier on the features.
 
+  The model takes images in [0, 1] and normalises them with ImageNet's mean and
+  standard deviation itself. The paper's Fig. 1 shows one PFA module after the stem
+  (conv1 and max pool) whose output is added to the feature map, X + PFA(X), before the
+  four stages; that is `attention='stem'`. Its Algorithm 1 starts from ImageNet
+  weights, which `pretrained.load_pretrained` puts into these variables.
+
   Attributes:
     bits: code length l.
     num_classes: classes C of the classification branch.
@@ -72,8 +106,29 @@ class ResNet18(nn.Module):
     conv_impl: 'auto', 'xla' or 'slices' (see `conv`).
     dtype: computation dtype (parameters stay float32).
 
-  Returns from `__call__` a dict: `hash` (u) [B, bits], `logits` [B, C] and `features`
-  (the pooled backbone output) [B, 512].
+  Returns from `__call__(images, train=False)` (images [B, H, W, 3]) a dict of float32
+  arrays: `hash` (u) [B, bits], `logits` [B, C] and `features` (the pooled backbone
+  output) [B, 512].
+
+  Examples:
+    >>> import math
+    >>> import jax
+    >>> import jax.numpy as jnp
+    >>> from dahjax.models import resnet18
+    >>> model = resnet18.ResNet18(bits=16, num_classes=10, stem='cifar')
+    >>> images = jax.ShapeDtypeStruct((2, 32, 32, 3), jnp.float32)
+    >>> variables = jax.eval_shape(model.init, jax.random.key(0), images)
+    >>> out = jax.eval_shape(model.apply, variables, images)
+    >>> print({name: value.shape for name, value in out.items()})
+    {'features': (2, 512), 'hash': (2, 16), 'logits': (2, 10)}
+    >>> print(sum(math.prod(p.shape) for p in jax.tree.leaves(variables['params'])))
+    11182170
+
+  References:
+    Yang, Wang & Cheng, "Deep parameter-free attention hashing for image
+    retrieval", Scientific Reports 2022, Fig. 1, Table 1, eq. 16 and Algorithm 1.
+
+    He et al., "Deep Residual Learning for Image Recognition", CVPR 2016.
   """
   bits: int = 48
   num_classes: int = 100

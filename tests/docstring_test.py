@@ -1,0 +1,16 @@
+"""The examples in the docstrings of the public losses, metrics and models run as shown."""
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = ['dahjax.losses', 'dahjax.retrieval', 'dahjax.models.heads',
+           'dahjax.models.attention', 'dahjax.models.resnet30', 'dahjax.models.resnet18']
+
+
+@pytest.mark.parametrize('name', MODULES)
+def test_docstring_examples(name):
+  result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+  assert result.attempted > 0, f'{name} has no examples'
+  assert result.failed == 0
