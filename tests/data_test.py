@@ -381,3 +381,32 @@ def test_protocol_source_mismatch_is_explained(tiny_folder):
   config.data.protocol = 'nuswide21'
   with pytest.raises(ValueError, match='--config.data.source=list_file'):
     input_data.prepare(config, None)
+
+
+def _cifar_like(train_per_class, test_per_class, num_classes=10):
+  def split(per_class, name):
+    classes = np.repeat(np.arange(num_classes), per_class)
+    return _ArraySource([f'{name}/{i:05d}.jpg' for i in range(len(classes))],
+                        np.eye(num_classes, dtype=np.uint8)[classes])
+  return protocols.Pool({'train': split(train_per_class, 'train'),
+                         'test': split(test_per_class, 'test')})
+
+
+def test_study_protocols_stay_inside_their_training_images():
+  pool = _cifar_like(1200, 100)
+  train_split, test_split = pool.indices_of('train'), pool.indices_of('test')
+  part = protocols.get_protocol('dah_cifar10_10k').make_splits(pool, 0)
+  assert len(part['train']) == 10_000 and set(part['train']) <= set(train_split)
+  np.testing.assert_array_equal(part['database'], part['train'])
+  np.testing.assert_array_equal(part['query'], test_split)
+  assert (pool.labels[part['train']].sum(0) == 1000).all()
+
+  full = protocols.get_protocol('dpfah_cifar10').make_splits(pool, 0)
+  val = protocols.get_protocol('dpfah_cifar10_val').make_splits(pool, 0)
+  # Inside the 5,000 training images of dpfah_cifar10; its queries are never used.
+  assert set(val['train']) | set(val['query']) == set(full['train'])
+  assert not set(val['train']) & set(val['query'])
+  assert not (set(val['query']) | set(val['database'])) & set(full['query'])
+  assert (pool.labels[val['query']].sum(0) == 100).all()
+  assert (pool.labels[val['train']].sum(0) == 400).all()
+  np.testing.assert_array_equal(val['database'], val['train'])

@@ -5,12 +5,15 @@ together and returns index arrays into that pool for 'train', 'query' and 'datab
 Splits drawn at random are drawn per class with a seed and saved in the workdir
 (`splits.json`, image ids per split), so a resumed or repeated run uses the same images.
 
-Protocols (`config.data.protocol`; SPEC 2.5 and 3.5):
+Protocols (`config.data.protocol`; DAH Sec. IV.A, DPFAH "Datasets" and Table 6):
 
   dah_cifar10    train and database = the 'train' split, queries = 'test'; mAP@ALL.
   dah_cifar10_10k  a part of dah_cifar10 for quick studies: 1,000 training images per
                  class drawn from the 'train' split (also the database), queries =
                  'test'; mAP@ALL.
+  dpfah_cifar10_val  a validation split inside dpfah_cifar10's training images: 400
+                 per class train (and form the database), the other 100 per class are
+                 the queries; dpfah_cifar10's queries are never read.
   dpfah_cifar10  100 queries and 500 training images per class from all images; the
                  rest is the database; mAP@ALL.
   imagenet100    source imagenet100. train = HashNet's 13,000 listed training images
@@ -43,6 +46,7 @@ import jax
 import numpy as np
 
 from dahjax import atomic
+from dahjax import registry
 from dahjax.data import imagenet100_lists
 from dahjax.data import sources as sources_lib
 
@@ -86,6 +90,7 @@ class ProtocolSpec:
   map_topk: int | None  # None: mAP@ALL.
   description: str
   sources: tuple[str, ...] = ()  # The sources it works with; empty: any.
+  multi_label: bool = False  # Whether its images may carry several labels.
 
 
 def first_positions(pool: Pool) -> dict[str, int]:
@@ -135,6 +140,14 @@ def per_class_split(labels: np.ndarray, counts: dict[str, int], rest: str,
 
 def _dpfah_cifar10(pool: Pool, seed: int) -> dict[str, np.ndarray]:
   return per_class_split(pool.labels, {'query': 100, 'train': 500}, 'database', seed)
+
+
+def _dpfah_cifar10_val(pool: Pool, seed: int) -> dict[str, np.ndarray]:
+  # The training images of dpfah_cifar10, split again: its queries are never read.
+  train = _dpfah_cifar10(pool, seed)['train']
+  part = per_class_split(pool.labels[train], {'query': 100}, 'train', seed + 1)
+  return {'train': train[part['train']], 'query': train[part['query']],
+          'database': train[part['train']]}
 
 
 def _find_listed(pool: Pool, split: str, names: Sequence[str], labels: np.ndarray,
@@ -226,7 +239,7 @@ def _lists(pool: Pool, seed: int) -> dict[str, np.ndarray]:
 PROTOCOLS: dict[str, ProtocolSpec] = {
     'dah_cifar10': ProtocolSpec(
         ('train', 'test'), _train_test, None,
-        'DAH (SPEC 2.5): train and database = the training split, queries = the test '
+        'DAH (Sec. IV.A): train and database = the training split, queries = the test '
         'split; mAP@ALL.'),
     'dah_cifar10_10k': ProtocolSpec(
         ('train', 'test'), _train_part_test, None,
@@ -234,29 +247,33 @@ PROTOCOLS: dict[str, ProtocolSpec] = {
         'per class (also the database), queries = the test split; mAP@ALL.'),
     'dpfah_cifar10': ProtocolSpec(
         ('train', 'test'), _dpfah_cifar10, None,
-        'DPFAH (SPEC 3.5): from all images, 100 queries and 500 training images per '
+        'DPFAH (Table 6): from all images, 100 queries and 500 training images per '
         'class; the remaining images form the database; mAP@ALL.'),
+    'dpfah_cifar10_val': ProtocolSpec(
+        ('train', 'test'), _dpfah_cifar10_val, None,
+        "A validation split inside dpfah_cifar10's 5,000 training images, for choosing "
+        'settings without the queries: 400 training images per class (also the '
+        'database), 100 validation queries per class; mAP@ALL.'),
     'imagenet100': ProtocolSpec(
         imagenet100_lists.SPLITS, _imagenet100, 1000,
-        'DPFAH (SPEC 3.5) ImageNet-100: the 13,000 listed training images, the 5,000 '
+        'DPFAH (Table 6) ImageNet-100: the 13,000 listed training images, the 5,000 '
         'listed queries, every training image of the 100 classes as the database; '
         'mAP@1000.', sources=('imagenet100',)),
     'lists': ProtocolSpec(
         ('train', 'test', 'database'), _lists, None,
-        "The lists as given: train, queries = 'test', database; mAP@ALL."),
+        "The lists as given: train, queries = 'test', database; mAP@ALL.",
+        multi_label=True),
     'nuswide21': ProtocolSpec(
         None, _nuswide21, 5000,
-        'DPFAH (SPEC 3.5) NUS-WIDE, 21 labels: from all listed images, 100 queries and '
+        'DPFAH (Table 6) NUS-WIDE, 21 labels: from all listed images, 100 queries and '
         '500 training images per class; the database is every image but the queries '
-        'and holds the training images; mAP@5000.', sources=('list_file',)),
+        'and holds the training images; mAP@5000.', sources=('list_file',),
+        multi_label=True),
 }
 
 
 def get_protocol(name: str) -> ProtocolSpec:
-  if name not in PROTOCOLS:
-    raise ValueError(f'Unknown protocol {name!r}; valid protocols: '
-                     f'{", ".join(sorted(PROTOCOLS))}.')
-  return PROTOCOLS[name]
+  return registry.lookup(PROTOCOLS, name, 'protocol')
 
 
 def load_or_create_splits(pool: Pool, protocol: str, seed: int,
