@@ -1,10 +1,13 @@
 """Compares evaluated runs in a markdown table shaped like the papers' tables.
 
   python -m dahjax.compare runs/dah_12 runs/dah_24 runs/nonea_12 [--output table.md]
+  python -m dahjax.compare results/* --paper    # the papers' numbers beside ours
 
 Reads `<workdir>/eval/metrics.json` of each workdir (written by `--mode=eval` or at the
-end of training) and prints one row per method and protocol, one column per code length
-(ascending), each cell `mAP / P@N` with the mAP@K and N of the runs' evaluation.
+end of training), or `<dir>/metrics.json` of a results directory, and prints one row per
+method and protocol, one column per code length (ascending), each cell `mAP / P@N` with
+the mAP@K and N of the runs' evaluation. With `--paper`, each row is followed by the
+paper's numbers (`configs/papers.py`; run from the repository root).
 """
 
 import dataclasses
@@ -23,6 +26,8 @@ METRICS_FILE = os.path.join('eval', 'metrics.json')
 
 _OUTPUT = flags.DEFINE_string('output', None,
                               'Also write the table to this markdown file.')
+_PAPER = flags.DEFINE_bool('paper', False, "Put the papers' numbers (configs/papers.py) "
+                           'beside ours.')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +67,8 @@ def load_result(workdir: str) -> Result:
     raise FileNotFoundError(f'{workdir} is not a directory: pass workdirs of '
                             'python -m dahjax.main.')
   path = os.path.join(workdir, METRICS_FILE)
+  if not os.path.exists(path) and os.path.exists(os.path.join(workdir, 'metrics.json')):
+    path = os.path.join(workdir, 'metrics.json')  # A results/<run>/ directory.
   if not os.path.exists(path):
     raise FileNotFoundError(_missing_message(workdir))
   with open(path) as f:
@@ -109,11 +116,29 @@ def _cell(result: Result) -> str:
   return f'{result.map:.4f} / {precision}'
 
 
-def markdown_table(results: Sequence[Result]) -> str:
+def paper_results() -> dict:
+  """The papers' numbers by (method, protocol) and bits (`configs/papers.py`)."""
+  try:
+    from configs import papers  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    raise FileNotFoundError('--paper reads configs/papers.py: run from the repository '
+                            'root.') from e
+  return papers.PAPER_RESULTS
+
+
+def _paper_cell(numbers: dict | None, precision_n: int | None) -> str:
+  if not numbers:
+    return '-'
+  precision = numbers.get(f'precision_at_{precision_n}') if precision_n else None
+  return f'{numbers["map"]:.4f} / ' + ('-' if precision is None else f'{precision:.4f}')
+
+
+def markdown_table(results: Sequence[Result], paper: dict | None = None) -> str:
   """A caption line and a markdown table: rows (method, protocol), columns bits.
 
   Rows keep the order in which their first run appears. When all rows share mAP@K and
-  P@N the caption names them; otherwise each row's protocol cell does.
+  P@N the caption names them; otherwise each row's protocol cell does. With `paper`
+  ((method, protocol) -> bits -> metrics), each row is followed by '<method> (paper)'.
   """
   if not results:
     raise ValueError('No results to compare: pass one or more workdirs.')
@@ -136,6 +161,11 @@ def markdown_table(results: Sequence[Result]) -> str:
     name = protocol if uniform else f'{protocol} ({label})'
     values = [_cell(cells[b]) if b in cells else '-' for b in bits]
     lines.append('| ' + ' | '.join([method, name, *values]) + ' |')
+    if paper is not None:
+      published = paper.get((method, protocol), {})
+      n = next(iter(cells.values())).precision_n
+      values = [_paper_cell(published.get(b), n) for b in bits]
+      lines.append('| ' + ' | '.join([f'{method} (paper)', name, *values]) + ' |')
   return '\n'.join(lines) + '\n'
 
 
@@ -145,7 +175,8 @@ def main(argv: Sequence[str]) -> None:
     raise app.UsageError('Pass the workdirs to compare: python -m dahjax.compare W1 W2 '
                          '... [--output table.md]')
   try:
-    table = markdown_table(load_results(workdirs))
+    table = markdown_table(load_results(workdirs),
+                           paper_results() if _PAPER.value else None)
   except (FileNotFoundError, ValueError) as e:
     sys.exit(f'error: {e}')  # The message says what to do; a traceback would bury it.
   print(table, end='')

@@ -98,3 +98,16 @@ def test_command_line_prints_and_writes_the_table(tmp_path):
                             str(tmp_path / 'none')], capture_output=True, text=True)
   assert missing.returncode == 1
   assert 'is not a directory' in missing.stderr and 'Traceback' not in missing.stderr
+
+
+def test_paper_numbers_beside_ours(tmp_path):
+  run = tmp_path / 'dah_12'
+  os.makedirs(run)  # A results/<run>/ directory: metrics.json at its top.
+  with open(run / 'metrics.json', 'w') as f:
+    json.dump({'bits': 12, 'map': 0.5, 'protocol': 'dah_cifar10', 'method': 'DAH',
+               'map_topk': 'ALL', 'precision_at_1000': 0.4}, f)
+  table = compare.markdown_table(compare.load_results([str(run)]),
+                                 compare.paper_results())
+  assert '| DAH | dah_cifar10 | 0.5000 / 0.4000 |' in table
+  # The paper's row comes from configs/papers.py (DAH Tables 2 and 3 at 12 bits).
+  assert '| DAH (paper) | dah_cifar10 | 0.9251 / 0.9159 |' in table
