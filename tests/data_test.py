@@ -9,6 +9,7 @@ import numpy as np
 from PIL import Image
 import pytest
 
+from configs import default
 from dahjax.data import input_data
 from dahjax.data import pipeline
 from dahjax.data import protocols
@@ -317,10 +318,12 @@ def test_nuswide21_refuses_too_few_or_wrong_labels():
 
 
 def _list_config(root, protocol, list_files, num_classes):
-  return ml_collections.ConfigDict({
-      'model': {'num_classes': num_classes},
-      'data': {'source': 'list_file', 'protocol': protocol, 'data_dir': str(root),
-               'list_files': list_files, 'split_seed': 0}})
+  config = default.get_config()
+  config.unlock()
+  config.model.num_classes = num_classes
+  config.data.update(source='list_file', protocol=protocol, data_dir=str(root),
+                     list_files=list_files, split_seed=0)
+  return config
 
 
 def test_nuswide21_from_list_files_and_saved_splits(tmp_path, monkeypatch):

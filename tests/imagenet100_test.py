@@ -14,11 +14,11 @@ import sys
 import tarfile
 import zlib
 
-import ml_collections
 import numpy as np
 from PIL import Image
 import pytest
 
+from configs import default
 from dahjax.data import imagenet100
 from dahjax.data import imagenet100_lists as lists
 from dahjax.data import input_data
@@ -204,10 +204,12 @@ def test_source_without_stored_index_scans(built, tmp_path):
 
 
 def _config(data_dir):
-  return ml_collections.ConfigDict({
-      'model': {'num_classes': 100},
-      'data': {'source': 'imagenet100', 'protocol': 'imagenet100', 'data_dir': data_dir,
-               'split_seed': 0}})
+  config = default.get_config()
+  config.unlock()
+  config.model.num_classes = 100
+  config.data.update(source='imagenet100', protocol='imagenet100', data_dir=data_dir,
+                     split_seed=0)
+  return config
 
 
 def test_protocol_splits_and_saved_splits(built, fake_lists, tmp_path):

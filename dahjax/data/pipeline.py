@@ -6,8 +6,9 @@ a restarted run starting at step s sees exactly the batches an uninterrupted run
 Images are decoded and preprocessed by grain in threads.
 """
 
+from collections.abc import Iterator
 import functools
-from typing import Iterator, Protocol
+from typing import Protocol
 
 import grain
 import numpy as np
@@ -119,9 +120,11 @@ def check_sampler(name: str, *, batch_size: int, num_classes: int,
 def make_sampler(name: str, *, labels: np.ndarray, indices: np.ndarray,
                  batch_size: int, seed: int) -> Sampler:
   """Builds sampler `name` over the pool `indices` with 0/1 `labels` [pool, C]."""
-  check_sampler(name, batch_size=batch_size, num_classes=labels.shape[1],
-                multi_label=bool(np.any(labels[indices].sum(axis=1) != 1)))
-  return SAMPLERS[name](labels, indices, batch_size, seed)
+  build = registry.lookup(SAMPLERS, name, 'sampler')
+  if name == 'class_balanced':
+    check_sampler(name, batch_size=batch_size, num_classes=labels.shape[1],
+                  multi_label=bool(np.any(labels[indices].sum(axis=1) != 1)))
+  return build(labels, indices, batch_size, seed)
 
 
 
