@@ -16,7 +16,6 @@ import time
 from absl import app
 from absl import flags
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -24,12 +23,16 @@ sys.path.insert(0, ROOT)
 from benchmarks import report  # pylint: disable=wrong-import-position
 from dahjax import losses  # pylint: disable=wrong-import-position
 
-_BATCH_SIZES = flags.DEFINE_list('batch_sizes', ['128', '512', '2048', '8192'],
-                                 'Batch sizes B (B x B pairs).')
+_BATCH_SIZES = flags.DEFINE_list(
+  'batch_sizes', ['128', '512', '2048', '8192'], 'Batch sizes B (B x B pairs).'
+)
 _BITS = flags.DEFINE_integer('bits', 48, 'Code length.')
 _CLASSES = flags.DEFINE_integer('classes', 10, 'Number of classes.')
-_OUTPUT = flags.DEFINE_string('output', os.path.join(ROOT, 'docs', 'benchmarks.md'),
-                              'Markdown file to append to; empty to only print.')
+_OUTPUT = flags.DEFINE_string(
+  'output',
+  os.path.join(ROOT, 'docs', 'benchmarks.md'),
+  'Markdown file to append to; empty to only print.',
+)
 
 
 def measure(loss_name: str, b: int) -> tuple[float, float]:
@@ -57,16 +60,22 @@ def measure(loss_name: str, b: int) -> tuple[float, float]:
 
 def main(argv):
   del argv
-  lines = ['| batch B | pairs | DAH loss ms | DAH memory | DPFAH loss ms | DPFAH memory |',
-           '|---|---|---|---|---|---|']
+  lines = [
+    '| batch B | pairs | DAH loss ms | DAH memory | DPFAH loss ms | DPFAH memory |',
+    '|---|---|---|---|---|---|',
+  ]
   for b in map(int, _BATCH_SIZES.value):
     dah_ms, dah_mib = measure('dah', b)
     dpfah_ms, dpfah_mib = measure('dpfah', b)
-    lines.append(f'| {b:,} | {b * (b - 1):,} | {dah_ms:.1f} | {dah_mib:.0f} MiB | '
-                 f'{dpfah_ms:.1f} | {dpfah_mib:.0f} MiB |')
+    lines.append(
+      f'| {b:,} | {b * (b - 1):,} | {dah_ms:.1f} | {dah_mib:.0f} MiB | '
+      f'{dpfah_ms:.1f} | {dpfah_mib:.0f} MiB |'
+    )
     print(lines[-1], flush=True)
-  body = '\n'.join(lines) + (f'\n\nValue and gradient of the total loss, {_BITS.value}-bit '
-                             f'codes, {_CLASSES.value} classes, float32, jitted.')
+  body = '\n'.join(lines) + (
+    f'\n\nValue and gradient of the total loss, {_BITS.value}-bit '
+    f'codes, {_CLASSES.value} classes, float32, jitted.'
+  )
   print(body)
   report.append(_OUTPUT.value, 'All-pairs loss cost against batch size', body)
 

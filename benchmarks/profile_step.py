@@ -88,9 +88,11 @@ def main(argv):
   del argv
   task = dict(setting=_SETTING.value, variant=_VARIANT.value)
   from dahjax.models import conv  # pylint: disable=g-import-not-at-top
+
   if _VARIANT.value == 'fast':
     conv.configure_cpu_backend()
   import jax  # pylint: disable=g-import-not-at-top
+
   step, state, batch = train_speed.build_step(task, _BATCH.value)
   compiled = step.lower(state, batch).compile()
   for _ in range(2):
@@ -112,16 +114,22 @@ def main(argv):
     if e.get('ph') == 'X' and e.get('name') in kinds:
       totals[kinds[e['name']]] += e['dur'] / 1e3 / _PROFILE_STEPS.value
   summed = sum(totals.values())
-  lines = ['| kind of operation | ms per step (summed over threads) | share |',
-           '|---|---|---|']
+  lines = [
+    '| kind of operation | ms per step (summed over threads) | share |',
+    '|---|---|---|',
+  ]
   lines += [f'| {k} | {v:.0f} | {100 * v / summed:.0f}% |' for k, v in totals.most_common()]
   body = '\n'.join(lines) + (
-      f'\n\n{train_speed.LABELS[_SETTING.value]}, batch {_BATCH.value}, fast path '
-      f'{"on" if _VARIANT.value == "fast" else "off"}: {wall_ms:.0f} ms per step under '
-      f'the profiler; traced operations sum to {summed:.0f} ms over 2 threads.')
+    f'\n\n{train_speed.LABELS[_SETTING.value]}, batch {_BATCH.value}, fast path '
+    f'{"on" if _VARIANT.value == "fast" else "off"}: {wall_ms:.0f} ms per step under '
+    f'the profiler; traced operations sum to {summed:.0f} ms over 2 threads.'
+  )
   print(body)
-  report.append(flags.FLAGS.output, f'Profile of a train step: '
-                f'{_SETTING.value}, batch {_BATCH.value}, {_VARIANT.value}', body)
+  report.append(
+    flags.FLAGS.output,
+    f'Profile of a train step: {_SETTING.value}, batch {_BATCH.value}, {_VARIANT.value}',
+    body,
+  )
 
 
 if __name__ == '__main__':

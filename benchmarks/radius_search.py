@@ -48,11 +48,16 @@ _BITS = flags.DEFINE_integer('bits', 64, 'Code length.')
 _QUERIES = flags.DEFINE_integer('queries', 1000, 'Number of queries.')
 _RADII = flags.DEFINE_list('radii', ['0', '1', '2', '3'], 'Hamming radii.')
 _SEED = flags.DEFINE_integer('seed', 0, 'Seed of the codes and queries.')
-_MIN_SECONDS = flags.DEFINE_float('min_seconds', 1.0,
-                                  'Each measurement repeats fn for at least this long '
-                                  'and keeps its fastest call.')
-_OUTPUT = flags.DEFINE_string('output', os.path.join(ROOT, 'docs', 'benchmarks.md'),
-                              'Markdown file to append to; empty to only print.')
+_MIN_SECONDS = flags.DEFINE_float(
+  'min_seconds',
+  1.0,
+  'Each measurement repeats fn for at least this long and keeps its fastest call.',
+)
+_OUTPUT = flags.DEFINE_string(
+  'output',
+  os.path.join(ROOT, 'docs', 'benchmarks.md'),
+  'Markdown file to append to; empty to only print.',
+)
 
 _JAX_CHUNK = 64  # Queries per jitted scan call.
 
@@ -71,7 +76,7 @@ def pack64(codes: np.ndarray) -> np.ndarray:
   """uint64 words [n, ceil(bits / 64)], bit b of word w = code[64 w + b]."""
   packed = np.packbits(codes, axis=1, bitorder='little')
   padded = np.zeros((len(codes), 8 * -(-codes.shape[1] // 64)), np.uint8)
-  padded[:, :packed.shape[1]] = packed
+  padded[:, : packed.shape[1]] = packed
   return padded.view('<u8')
 
 
@@ -105,25 +110,26 @@ class JaxScan:
   def __init__(self, db_words: np.ndarray):
     self.n = len(db_words)
     padded = np.zeros((-(-self.n // 32) * 32, db_words.shape[1]), np.uint64)
-    padded[:self.n] = db_words
+    padded[: self.n] = db_words
     self.db_words64 = db_words
     self.db_words = jax.device_put(padded.view(np.uint32))  # No uint64 without x64.
 
   def __call__(self, query_words: np.ndarray, radius: int) -> list:
     out = []
     for start in range(0, len(query_words), _JAX_CHUNK):
-      chunk = query_words[start:start + _JAX_CHUNK]
+      chunk = query_words[start : start + _JAX_CHUNK]
       # Pad to the chunk size so the kernel compiles once.
       padded = np.resize(chunk, (_JAX_CHUNK, chunk.shape[1])).view(np.uint32)
-      bitmap = np.asarray(_within_bitmap(self.db_words, padded, radius))[:len(chunk)]
+      bitmap = np.asarray(_within_bitmap(self.db_words, padded, radius))[: len(chunk)]
       out += self._decode(bitmap, chunk, radius)
     return out
 
   def _decode(self, bitmap: np.ndarray, query_words: np.ndarray, radius: int) -> list:
     words_per_query = bitmap.shape[1]
     nonzero = np.flatnonzero(bitmap)
-    set_bits = np.unpackbits(bitmap.ravel()[nonzero].view(np.uint8).reshape(-1, 4),
-                             axis=1, bitorder='little')
+    set_bits = np.unpackbits(
+      bitmap.ravel()[nonzero].view(np.uint8).reshape(-1, 4), axis=1, bitorder='little'
+    )
     row, bit = np.nonzero(set_bits)
     query, word = np.divmod(nonzero[row], words_per_query)
     ids = word * 32 + bit
@@ -150,7 +156,8 @@ def queries_per_second(fn, n_queries: int) -> float:
 
 def same_results(a: list, b: list) -> bool:
   return len(a) == len(b) and all(
-      np.array_equal(x[0], y[0]) and np.array_equal(x[1], y[1]) for x, y in zip(a, b))
+    np.array_equal(x[0], y[0]) and np.array_equal(x[1], y[1]) for x, y in zip(a, b)
+  )
 
 
 def main(argv):
@@ -162,41 +169,50 @@ def main(argv):
   db_words, query_words = pack64(codes), pack64(queries)
   jax_scan = JaxScan(db_words)
   del codes
-  lines = ['| radius | mean results | candidates per query | index q/s (batch) | '
-           'index q/s (one by one) | NumPy scan q/s | JAX scan q/s | speed-up | equal |',
-           '|---|---|---|---|---|---|---|---|---|']
+  lines = [
+    '| radius | mean results | candidates per query | index q/s (batch) | '
+    'index q/s (one by one) | NumPy scan q/s | JAX scan q/s | speed-up | equal |',
+    '|---|---|---|---|---|---|---|---|---|',
+  ]
   for radius in map(int, _RADII.value):
     results = index.search_batch(queries, radius)
-    equal = (same_results(results, [index.search(q, radius) for q in queries])
-             and same_results(results, numpy_scan(db_words, query_words, radius))
-             and same_results(results, jax_scan(query_words, radius)))
+    equal = (
+      same_results(results, [index.search(q, radius) for q in queries])
+      and same_results(results, numpy_scan(db_words, query_words, radius))
+      and same_results(results, jax_scan(query_words, radius))
+    )
     if not equal:
       raise AssertionError(f'The index and the scans disagree at radius {radius}.')
     n_q = len(queries)
     rates = {
-        'batch': queries_per_second(lambda: index.search_batch(queries, radius), n_q),
-        'one': queries_per_second(lambda: [index.search(q, radius) for q in queries], n_q),
-        'numpy': queries_per_second(
-            functools.partial(numpy_scan, db_words, query_words, radius), n_q),
-        'jax': queries_per_second(functools.partial(jax_scan, query_words, radius), n_q),
+      'batch': queries_per_second(lambda: index.search_batch(queries, radius), n_q),
+      'one': queries_per_second(lambda: [index.search(q, radius) for q in queries], n_q),
+      'numpy': queries_per_second(
+        functools.partial(numpy_scan, db_words, query_words, radius), n_q
+      ),
+      'jax': queries_per_second(functools.partial(jax_scan, query_words, radius), n_q),
     }
     candidates = np.mean(index.count_candidates(queries, radius))
     found = np.mean([len(ids) for ids, _ in results])
-    lines.append(f'| {radius} | {found:.2f} | {candidates:.1f} | {rates["batch"]:,.0f} | '
-                 f'{rates["one"]:,.0f} | {rates["numpy"]:,.0f} | {rates["jax"]:,.0f} | '
-                 f'{rates["batch"] / max(rates["numpy"], rates["jax"]):,.0f}x | yes |')
+    lines.append(
+      f'| {radius} | {found:.2f} | {candidates:.1f} | {rates["batch"]:,.0f} | '
+      f'{rates["one"]:,.0f} | {rates["numpy"]:,.0f} | {rates["jax"]:,.0f} | '
+      f'{rates["batch"] / max(rates["numpy"], rates["jax"]):,.0f}x | yes |'
+    )
     print(lines[-1], flush=True)
   lengths = ', '.join(map(str, index.substring_lengths))
   body = '\n'.join(lines) + (
-      f'\n\n{_SIZE.value:,} random {_BITS.value}-bit codes (seed {_SEED.value}), '
-      f'{_QUERIES.value:,} queries (database items with 0 to 3 bits flipped). Index: '
-      f'{index.num_tables} tables (substrings of {lengths} bits), built in '
-      f'{build_seconds:.2f} s, {index.nbytes / 2**20:.1f} MiB. q/s: queries per second, '
-      'fastest of several calls over all queries. Speed-up: index batch rate over the '
-      'faster scan. The JAX scan runs on all cores, NumPy and the index on one.')
+    f'\n\n{_SIZE.value:,} random {_BITS.value}-bit codes (seed {_SEED.value}), '
+    f'{_QUERIES.value:,} queries (database items with 0 to 3 bits flipped). Index: '
+    f'{index.num_tables} tables (substrings of {lengths} bits), built in '
+    f'{build_seconds:.2f} s, {index.nbytes / 2**20:.1f} MiB. q/s: queries per second, '
+    'fastest of several calls over all queries. Speed-up: index batch rate over the '
+    'faster scan. The JAX scan runs on all cores, NumPy and the index on one.'
+  )
   print(body)
-  report.append(_OUTPUT.value, 'Hamming-radius search: multi-index hashing against a '
-                'linear scan', body)
+  report.append(
+    _OUTPUT.value, 'Hamming-radius search: multi-index hashing against a linear scan', body
+  )
 
 
 if __name__ == '__main__':

@@ -25,11 +25,15 @@ def machine() -> str:
   except (ValueError, OSError):
     memory = float('nan')
   versions = subprocess.run(
-      [sys.executable, '-c', 'import jax, flax; print(jax.__version__, flax.__version__)'],
-      capture_output=True, text=True).stdout.split()
+    [sys.executable, '-c', 'import jax, flax; print(jax.__version__, flax.__version__)'],
+    capture_output=True,
+    text=True,
+  ).stdout.split()
   jax_version = versions[0] if versions else '?'
-  return (f'{cpu_name()} ({platform.machine()}), {os.cpu_count()} cores, '
-          f'{memory:.0f} GiB, Python {platform.python_version()}, jax {jax_version}')
+  return (
+    f'{cpu_name()} ({platform.machine()}), {os.cpu_count()} cores, '
+    f'{memory:.0f} GiB, Python {platform.python_version()}, jax {jax_version}'
+  )
 
 
 def append(path: str, title: str, body: str) -> None:
@@ -38,5 +42,6 @@ def append(path: str, title: str, body: str) -> None:
     return
   command = ' '.join(['python', *sys.argv])
   with open(path, 'a') as f:
-    f.write(f'\n### {title}\n\n`{command}`\n\n{datetime.date.today()}, {machine()}\n\n'
-            f'{body}\n')
+    f.write(
+      f'\n### {title}\n\n`{command}`\n\n{datetime.date.today()}, {machine()}\n\n{body}\n'
+    )

@@ -36,17 +36,24 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from benchmarks import report  # pylint: disable=wrong-import-position
 
-_CASES = flags.DEFINE_list('cases', ['1000x54000', '10000x50000', '5000x128503'],
-                           'queries x database sizes.')
+_CASES = flags.DEFINE_list(
+  'cases', ['1000x54000', '10000x50000', '5000x128503'], 'queries x database sizes.'
+)
 _BITS = flags.DEFINE_list('bits', ['16', '32', '64'], 'Code lengths.')
-_CLASSES = flags.DEFINE_integer('classes', 10, 'Number of classes (100 for the '
-                                '128,503-item case, ImageNet-100).')
-_BASELINE_QUERIES = flags.DEFINE_integer('baseline_queries', 200,
-                                         'Queries the baselines are timed on.')
-_REPEATS = flags.DEFINE_integer('repeats', 3, 'Each method is timed as the fastest of '
-                                'this many calls.')
-_OUTPUT = flags.DEFINE_string('output', os.path.join(ROOT, 'docs', 'benchmarks.md'),
-                              'Markdown file to append to; empty to only print.')
+_CLASSES = flags.DEFINE_integer(
+  'classes', 10, 'Number of classes (100 for the 128,503-item case, ImageNet-100).'
+)
+_BASELINE_QUERIES = flags.DEFINE_integer(
+  'baseline_queries', 200, 'Queries the baselines are timed on.'
+)
+_REPEATS = flags.DEFINE_integer(
+  'repeats', 3, 'Each method is timed as the fastest of this many calls.'
+)
+_OUTPUT = flags.DEFINE_string(
+  'output',
+  os.path.join(ROOT, 'docs', 'benchmarks.md'),
+  'Markdown file to append to; empty to only print.',
+)
 _MEMORY_WORKER = flags.DEFINE_string('memory_worker', None, 'Internal: "QxN,bits".')
 
 
@@ -83,6 +90,7 @@ def argsort_map(q, d, ql, dl) -> float:
 
 def faiss_map(q, d, ql, dl) -> float:
   import faiss  # pylint: disable=g-import-not-at-top
+
   index = faiss.IndexBinaryFlat(q.shape[1])
   index.add(np.packbits(d, axis=1))
   dist, ids = index.search(np.packbits(q, axis=1), len(d))
@@ -108,7 +116,8 @@ def timed(fn, *args):
 
 def faiss_available() -> bool:
   try:
-    import faiss  # pylint: disable=g-import-not-at-top,unused-import
+    import faiss  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
+
     return True
   except ImportError:
     return False
@@ -117,6 +126,7 @@ def faiss_available() -> bool:
 def memory_worker(spec: str) -> None:
   """Peak RSS that one mAP@ALL call adds, in a fresh process."""
   from dahjax import retrieval  # pylint: disable=g-import-not-at-top
+
   case, bits = spec.split(',')
   n_q, n_db = map(int, case.split('x'))
   q, d, ql, dl = make_codes(n_q, n_db, int(bits), 100)
@@ -125,8 +135,12 @@ def memory_worker(spec: str) -> None:
   current = _current_rss_kib()
   retrieval.mean_average_precision(q, d, ql, dl)
   peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-  print('RESULT ' + json.dumps({'added_mib': (peak - max(current, 0)) / 1024,
-                                'peak_before_mib': before / 1024}))
+  print(
+    'RESULT '
+    + json.dumps(
+      {'added_mib': (peak - max(current, 0)) / 1024, 'peak_before_mib': before / 1024}
+    )
+  )
 
 
 def _current_rss_kib() -> int:
@@ -143,12 +157,15 @@ def main(argv):
     memory_worker(_MEMORY_WORKER.value)
     return
   from dahjax import retrieval  # pylint: disable=g-import-not-at-top
+
   use_faiss = faiss_available()
   if not use_faiss:
     print('faiss-cpu not installed: skipping the faiss comparison.')
-  lines = ['| queries x database | bits | dahjax s | argsort s | faiss s | '
-           'argsort / dahjax | faiss / dahjax | mAP@ALL | same mAP |',
-           '|---|---|---|---|---|---|---|---|---|']
+  lines = [
+    '| queries x database | bits | dahjax s | argsort s | faiss s | '
+    'argsort / dahjax | faiss / dahjax | mAP@ALL | same mAP |',
+    '|---|---|---|---|---|---|---|---|---|',
+  ]
   # Compile the kernels outside the timed region.
   retrieval.mean_average_precision(*make_codes(8, 100, 8, 4))
   for case in _CASES.value:
@@ -171,22 +188,28 @@ def main(argv):
         t_faiss *= n_q / m
         same = same and abs(fmap - ours_sub) < 1e-9
         faiss_ratio = f'{t_faiss / t_ours:.0f}x'
-      lines.append(f'| {n_q:,} x {n_db:,} | {bits} | {t_ours:.2f} | {t_base:.1f} | '
-                   f'{"-" if t_faiss is None else f"{t_faiss:.1f}"} | '
-                   f'{t_base / t_ours:.0f}x | {faiss_ratio} | {ours:.4f} | '
-                   f'{"yes" if same else "NO"} |')
+      lines.append(
+        f'| {n_q:,} x {n_db:,} | {bits} | {t_ours:.2f} | {t_base:.1f} | '
+        f'{"-" if t_faiss is None else f"{t_faiss:.1f}"} | '
+        f'{t_base / t_ours:.0f}x | {faiss_ratio} | {ours:.4f} | '
+        f'{"yes" if same else "NO"} |'
+      )
       print(lines[-1], flush=True)
   largest = max(_CASES.value, key=lambda c: np.prod([int(x) for x in c.split('x')]))
-  proc = subprocess.run([sys.executable, os.path.abspath(__file__),
-                         f'--memory_worker={largest},64'], capture_output=True, text=True)
+  proc = subprocess.run(
+    [sys.executable, os.path.abspath(__file__), f'--memory_worker={largest},64'],
+    capture_output=True,
+    text=True,
+  )
   result = [l for l in proc.stdout.splitlines() if l.startswith('RESULT ')]
   memory = json.loads(result[-1][7:])['added_mib'] if result else float('nan')
   body = '\n'.join(lines) + (
-      f'\n\nTimes for all queries, fastest of {_REPEATS.value} calls (baselines: '
-      f'{_BASELINE_QUERIES.value} queries timed, '
-      f'scaled); {_CLASSES.value} classes, 100 at 128,503 items. "same mAP": the baselines '
-      f'equal dahjax on the timed queries to 1e-9. Peak memory added by dahjax at '
-      f'{largest}, 64 bits: {memory:.0f} MiB.')
+    f'\n\nTimes for all queries, fastest of {_REPEATS.value} calls (baselines: '
+    f'{_BASELINE_QUERIES.value} queries timed, '
+    f'scaled); {_CLASSES.value} classes, 100 at 128,503 items. "same mAP": the baselines '
+    f'equal dahjax on the timed queries to 1e-9. Peak memory added by dahjax at '
+    f'{largest}, 64 bits: {memory:.0f} MiB.'
+  )
   print(body)
   report.append(_OUTPUT.value, 'mAP@ALL against the usual implementations', body)
 

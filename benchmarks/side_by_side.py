@@ -32,38 +32,50 @@ _BATCH = flags.DEFINE_integer('batch_size', 20, 'Train batch size.')
 _BITS = flags.DEFINE_integer('bits', 12, 'Code length.')
 _STEPS = flags.DEFINE_integer('steps', 60, 'Timed train steps per process.')
 _ROUNDS = flags.DEFINE_integer('rounds', 2, 'Rounds of both layouts.')
-_OUTPUT = flags.DEFINE_string('output', os.path.join(ROOT, 'docs', 'benchmarks.md'),
-                              'Markdown file to append to; empty to only print.')
+_OUTPUT = flags.DEFINE_string(
+  'output',
+  os.path.join(ROOT, 'docs', 'benchmarks.md'),
+  'Markdown file to append to; empty to only print.',
+)
 _WORKER = flags.DEFINE_boolean('worker', False, 'Internal: time one process.')
 
 # One intra-op thread: the pinned runs must not oversubscribe their core.
-SINGLE_THREAD_FLAGS = ('--xla_cpu_multi_thread_eigen=false '
-                       'intra_op_parallelism_threads=1')
+SINGLE_THREAD_FLAGS = '--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1'
 
 
 def worker() -> dict:
   from dahjax.models import conv  # pylint: disable=g-import-not-at-top
+
   conv.configure_cpu_backend()
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
+
   from configs import default  # pylint: disable=g-import-not-at-top
-  from dahjax import parallel, train  # pylint: disable=g-import-not-at-top
+  from dahjax import parallel  # pylint: disable=g-import-not-at-top
   from dahjax import state as state_lib  # pylint: disable=g-import-not-at-top
+  from dahjax import train  # pylint: disable=g-import-not-at-top
+
   config = default.get_config()
   config.unlock()
   config.model.bits = _BITS.value
   config.batch_size = _BATCH.value
   mesh = parallel.create_mesh()
   model = state_lib.create_model(config)
-  state = jax.device_put(state_lib.create_train_state(jax.random.key(0), config, model),
-                         parallel.replicated(mesh))
+  state = jax.device_put(
+    state_lib.create_train_state(jax.random.key(0), config, model),
+    parallel.replicated(mesh),
+  )
   rng = np.random.default_rng(0)
   b = _BATCH.value
   batch = parallel.global_batch(
-      {'image': rng.random((b, 32, 32, 3), dtype=np.float32),
-       'label': np.eye(10, dtype=np.float32)[np.arange(b) % 10]}, mesh)
+    {
+      'image': rng.random((b, 32, 32, 3), dtype=np.float32),
+      'label': np.eye(10, dtype=np.float32)[np.arange(b) % 10],
+    },
+    mesh,
+  )
   step = train.make_train_step(config)
-  for _ in range(3):   # Compile and warm up.
+  for _ in range(3):  # Compile and warm up.
     state, metrics = step(state, batch)
   jax.block_until_ready(metrics)
   start = time.perf_counter()
@@ -78,12 +90,19 @@ def launch(cpus: str | None, single_thread: bool) -> subprocess.Popen:
   env = dict(os.environ)
   if single_thread:
     env['XLA_FLAGS'] = (env.get('XLA_FLAGS', '') + ' ' + SINGLE_THREAD_FLAGS).strip()
-  cmd = [sys.executable, os.path.abspath(__file__), '--worker',
-         f'--batch_size={_BATCH.value}', f'--bits={_BITS.value}', f'--steps={_STEPS.value}']
+  cmd = [
+    sys.executable,
+    os.path.abspath(__file__),
+    '--worker',
+    f'--batch_size={_BATCH.value}',
+    f'--bits={_BITS.value}',
+    f'--steps={_STEPS.value}',
+  ]
   if cpus is not None:
     cmd = ['taskset', '-c', cpus] + cmd
-  return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True, cwd=ROOT, env=env)
+  return subprocess.Popen(
+    cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env
+  )
 
 
 def collect(procs) -> list[float]:
@@ -93,7 +112,7 @@ def collect(procs) -> list[float]:
     lines = [l for l in out.splitlines() if l.startswith('RESULT ')]
     if p.returncode or not lines:
       raise RuntimeError(f'worker failed:\n{err[-3000:]}')
-    rates.append(json.loads(lines[-1][len('RESULT '):])['images_per_sec'])
+    rates.append(json.loads(lines[-1][len('RESULT ') :])['images_per_sec'])
   return rates
 
 
@@ -107,21 +126,31 @@ def main(argv):
   for r in range(_ROUNDS.value):
     shared = collect([launch(None, False)])
     pinned = collect([launch(str(c), True) for c in cores])
-    print(f'round {r + 1}: shared {shared[0]:.1f} images/s; pinned '
-          f'{" + ".join(f"{x:.1f}" for x in pinned)} = {sum(pinned):.1f}', flush=True)
+    print(
+      f'round {r + 1}: shared {shared[0]:.1f} images/s; pinned '
+      f'{" + ".join(f"{x:.1f}" for x in pinned)} = {sum(pinned):.1f}',
+      flush=True,
+    )
     rows.append((shared[0], pinned))
-  lines = ['| round | one run on all cores (images/s) | one run per core (images/s each) | '
-           'total per core / all cores |', '|---|---|---|---|']
+  lines = [
+    '| round | one run on all cores (images/s) | one run per core (images/s each) | '
+    'total per core / all cores |',
+    '|---|---|---|---|',
+  ]
   for i, (shared, pinned) in enumerate(rows):
-    lines.append(f'| {i + 1} | {shared:.1f} | {", ".join(f"{x:.1f}" for x in pinned)} '
-                 f'(total {sum(pinned):.1f}) | {sum(pinned) / shared:.2f}x |')
+    lines.append(
+      f'| {i + 1} | {shared:.1f} | {", ".join(f"{x:.1f}" for x in pinned)} '
+      f'(total {sum(pinned):.1f}) | {sum(pinned) / shared:.2f}x |'
+    )
   body = '\n'.join(lines) + (
-      f'\n\nDAH ResNet30+CBAM, {_BITS.value} bits, batch {_BATCH.value}, '
-      f'{_STEPS.value} timed steps per process, {len(cores)} cores; pinned runs use '
-      f'`taskset -c <core>` and `XLA_FLAGS="{SINGLE_THREAD_FLAGS}"`.')
+    f'\n\nDAH ResNet30+CBAM, {_BITS.value} bits, batch {_BATCH.value}, '
+    f'{_STEPS.value} timed steps per process, {len(cores)} cores; pinned runs use '
+    f'`taskset -c <core>` and `XLA_FLAGS="{SINGLE_THREAD_FLAGS}"`.'
+  )
   print(body)
-  report.append(_OUTPUT.value, 'Side by side: one run on all cores or one run per core',
-                body)
+  report.append(
+    _OUTPUT.value, 'Side by side: one run on all cores or one run per core', body
+  )
 
 
 if __name__ == '__main__':

@@ -38,32 +38,62 @@ from benchmarks import report  # pylint: disable=wrong-import-position
 _DPFAH_LOSS = dict(alpha=0.5, delta=1.1, eta=10.0, zeta=0.1)
 # name -> (config overrides, image size, train batch sizes, torch stem or None)
 SETTINGS = {
-    'dah': (dict(model_name='dah_resnet30', loss_name='dah',
-                 model=dict(bits=48, num_classes=10)), 32, (20, 128), None),
-    'dpfah32': (dict(model_name='dpfah_resnet18', loss_name='dpfah', loss=_DPFAH_LOSS,
-                     model=dict(bits=48, num_classes=10, stem='cifar', attention='stem')),
-                32, (128,), 'cifar'),
-    'dpfah224': (dict(model_name='dpfah_resnet18', loss_name='dpfah', loss=_DPFAH_LOSS,
-                      model=dict(bits=48, num_classes=100, stem='imagenet',
-                                 attention='stem')), 224, (32,), 'imagenet'),
+  'dah': (
+    dict(model_name='dah_resnet30', loss_name='dah', model=dict(bits=48, num_classes=10)),
+    32,
+    (20, 128),
+    None,
+  ),
+  'dpfah32': (
+    dict(
+      model_name='dpfah_resnet18',
+      loss_name='dpfah',
+      loss=_DPFAH_LOSS,
+      model=dict(bits=48, num_classes=10, stem='cifar', attention='stem'),
+    ),
+    32,
+    (128,),
+    'cifar',
+  ),
+  'dpfah224': (
+    dict(
+      model_name='dpfah_resnet18',
+      loss_name='dpfah',
+      loss=_DPFAH_LOSS,
+      model=dict(bits=48, num_classes=100, stem='imagenet', attention='stem'),
+    ),
+    224,
+    (32,),
+    'imagenet',
+  ),
 }
-LABELS = {'dah': 'DAH ResNet30+CBAM, 48 bits', 'dpfah32': 'DPFAH ResNet18+PFA, CIFAR stem',
-          'dpfah224': 'DPFAH ResNet18+PFA, ImageNet stem'}
+LABELS = {
+  'dah': 'DAH ResNet30+CBAM, 48 bits',
+  'dpfah32': 'DPFAH ResNet18+PFA, CIFAR stem',
+  'dpfah224': 'DPFAH ResNet18+PFA, ImageNet stem',
+}
 
 _SETTINGS = flags.DEFINE_list('settings', list(SETTINGS), 'Settings to measure.')
-_VARIANTS = flags.DEFINE_list('variants', ['xla', 'fast', 'pytorch'],
-                              'Variants: xla, fast, pytorch (skipped without torch).')
+_VARIANTS = flags.DEFINE_list(
+  'variants',
+  ['xla', 'fast', 'pytorch'],
+  'Variants: xla, fast, pytorch (skipped without torch).',
+)
 _STEPS = flags.DEFINE_integer('steps', 5, 'Timed train steps per measurement.')
 _ENCODE_BATCH = flags.DEFINE_integer('encode_batch', 512, 'Encoding batch size.')
 _ROUNDS = flags.DEFINE_integer('rounds', 1, 'Rounds of all variants; medians are shown.')
-_OUTPUT = flags.DEFINE_string('output', os.path.join(ROOT, 'docs', 'benchmarks.md'),
-                              'Markdown file to append to; empty to only print.')
+_OUTPUT = flags.DEFINE_string(
+  'output',
+  os.path.join(ROOT, 'docs', 'benchmarks.md'),
+  'Markdown file to append to; empty to only print.',
+)
 _WORKER = flags.DEFINE_string('worker', None, 'Internal: JSON task of one worker process.')
 
 
 def timed(fn, n: int) -> float:
   """Seconds per call of `fn` (returns something to block on), after one warm-up."""
   import jax  # pylint: disable=g-import-not-at-top
+
   jax.block_until_ready(fn())
   start = time.perf_counter()
   for _ in range(n):
@@ -75,6 +105,7 @@ def timed(fn, n: int) -> float:
 def matmul_gflops() -> float:
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+
   n = 2048
   a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
   f = jax.jit(lambda a: a @ a)
@@ -84,6 +115,7 @@ def matmul_gflops() -> float:
 def build_config(setting: str, variant: str):
   """The default config with a setting's overrides; conv_impl from the variant."""
   from configs import default  # pylint: disable=g-import-not-at-top
+
   overrides, size, _, _ = SETTINGS[setting]
   config = default.get_config()
   config.unlock()
@@ -99,8 +131,11 @@ def build_step(task: dict, batch_size: int, config=None):
   """(jitted train step, replicated state, sharded batch of random images)."""
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from dahjax import parallel, train  # pylint: disable=g-import-not-at-top
+
+  from dahjax import parallel  # pylint: disable=g-import-not-at-top
   from dahjax import state as state_lib  # pylint: disable=g-import-not-at-top
+  from dahjax import train  # pylint: disable=g-import-not-at-top
+
   config = config or build_config(task['setting'], task['variant'])
   size = config.data.image_size
   mesh = parallel.create_mesh()
@@ -109,21 +144,26 @@ def build_step(task: dict, batch_size: int, config=None):
   state = jax.device_put(state, parallel.replicated(mesh))
   rng = np.random.default_rng(0)
   labels = np.eye(config.model.num_classes, dtype=np.float32)[
-      np.arange(batch_size) % config.model.num_classes]
+    np.arange(batch_size) % config.model.num_classes
+  ]
   batch = parallel.global_batch(
-      {'image': rng.random((batch_size, size, size, 3), dtype=np.float32),
-       'label': labels}, mesh)
+    {'image': rng.random((batch_size, size, size, 3), dtype=np.float32), 'label': labels},
+    mesh,
+  )
   return train.make_train_step(config), state, batch
 
 
 def jax_worker(task: dict) -> dict:
   """Train and encode speed of one setting under one variant, in this process."""
   from dahjax.models import conv  # pylint: disable=g-import-not-at-top
+
   if task['variant'] == 'fast':
     conv.configure_cpu_backend()
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from dahjax import encode, parallel  # pylint: disable=g-import-not-at-top
+
+  from dahjax import encode  # pylint: disable=g-import-not-at-top
+  from dahjax import parallel  # pylint: disable=g-import-not-at-top
   from dahjax import state as state_lib  # pylint: disable=g-import-not-at-top
 
   _, size, batches, _ = SETTINGS[task['setting']]
@@ -143,16 +183,20 @@ def jax_worker(task: dict) -> dict:
 
     seconds = timed(one_step, task['steps'])
     result['train'][str(b)] = {
-        'images_per_sec': b / seconds, 'gflops': flops / seconds / 1e9,
-        'temp_mib': compiled.memory_analysis().temp_size_in_bytes / 2**20}
+      'images_per_sec': b / seconds,
+      'gflops': flops / seconds / 1e9,
+      'temp_mib': compiled.memory_analysis().temp_size_in_bytes / 2**20,
+    }
   state = holder[0]
   mesh = parallel.create_mesh()
   model = state_lib.create_model(config)
-  variables = jax.device_put({'params': state.params, 'batch_stats': state.batch_stats},
-                             parallel.replicated(mesh))
+  variables = jax.device_put(
+    {'params': state.params, 'batch_stats': state.batch_stats}, parallel.replicated(mesh)
+  )
   encoder = encode.make_encoder(model, mesh, encode.encode_chunk_size(0))
-  images = np.random.default_rng(1).random((task['encode_batch'], size, size, 3),
-                                           dtype=np.float32)
+  images = np.random.default_rng(1).random(
+    (task['encode_batch'], size, size, 3), dtype=np.float32
+  )
   seconds = timed(lambda: encoder(variables, images), 2)
   result['encode_images_per_sec'] = task['encode_batch'] / seconds
   return result
@@ -162,6 +206,7 @@ def torch_worker(task: dict) -> dict:
   """torchvision's ResNet18 train step (Adam) and inference at the setting's sizes."""
   import torch  # pylint: disable=g-import-not-at-top
   import torchvision  # pylint: disable=g-import-not-at-top
+
   _, size, batches, stem = SETTINGS[task['setting']]
   model = torchvision.models.resnet18(num_classes=10 if stem == 'cifar' else 100)
   if stem == 'cifar':
@@ -184,7 +229,8 @@ def torch_worker(task: dict) -> dict:
     for _ in range(task['steps']):
       one_step()
     result['train'][str(b)] = {
-        'images_per_sec': b * task['steps'] / (time.perf_counter() - start)}
+      'images_per_sec': b * task['steps'] / (time.perf_counter() - start)
+    }
   model.eval()
   x = torch.rand(task['encode_batch'], 3, size, size)
   with torch.no_grad():
@@ -204,12 +250,16 @@ def run_worker(task: dict) -> dict | None:
   if proc.returncode or not lines:
     print(f'{task} failed:\n{proc.stderr[-3000:]}', file=sys.stderr)
     return None
-  return json.loads(lines[-1][len('RESULT '):])
+  return json.loads(lines[-1][len('RESULT ') :])
 
 
 def torch_available() -> bool:
-  return subprocess.run([sys.executable, '-c', 'import torch, torchvision'],
-                        capture_output=True).returncode == 0
+  return (
+    subprocess.run(
+      [sys.executable, '-c', 'import torch, torchvision'], capture_output=True
+    ).returncode
+    == 0
+  )
 
 
 def median_of(results: list[dict], *keys) -> float | None:
@@ -228,17 +278,21 @@ def fmt(v, spec='.1f', suffix=''):
 
 def table(results: dict) -> str:
   """Markdown rows per (setting, batch) and per setting's encoding."""
-  lines = ['| setting | measurement | fast path off (xla) | fast path on | on / off | '
-           'PyTorch | on / PyTorch | GFLOP/s on | % of matmul | step memory on |',
-           '|---|---|---|---|---|---|---|---|---|---|']
+  lines = [
+    '| setting | measurement | fast path off (xla) | fast path on | on / off | '
+    'PyTorch | on / PyTorch | GFLOP/s on | % of matmul | step memory on |',
+    '|---|---|---|---|---|---|---|---|---|---|',
+  ]
   for setting in _SETTINGS.value:
     _, size, batches, _ = SETTINGS[setting]
     res = {v: results.get((setting, v), []) for v in ('xla', 'fast', 'pytorch')}
     matmul = median_of(res['fast'], 'matmul_gflops')
-    rows = [(f'train {size} px, batch {b}', ('train', str(b), 'images_per_sec'))
-            for b in batches]
-    rows.append((f'encode {size} px, batch {_ENCODE_BATCH.value}',
-                 ('encode_images_per_sec',)))
+    rows = [
+      (f'train {size} px, batch {b}', ('train', str(b), 'images_per_sec')) for b in batches
+    ]
+    rows.append(
+      (f'encode {size} px, batch {_ENCODE_BATCH.value}', ('encode_images_per_sec',))
+    )
     for name, keys in rows:
       off, on, pt = (median_of(res[v], *keys) for v in ('xla', 'fast', 'pytorch'))
       gflops = temp = pct = None
@@ -248,17 +302,22 @@ def table(results: dict) -> str:
         pct = None if gflops is None or not matmul else 100 * gflops / matmul
       ratio = lambda a, b: None if a is None or b is None else a / b
       lines.append(
-          f'| {LABELS[setting]} | {name} | {fmt(off)} | {fmt(on)} | '
-          f'{fmt(ratio(on, off), ".2f", "x")} | {fmt(pt)} | '
-          f'{fmt(ratio(on, pt), ".2f", "x")} | {fmt(gflops, ".0f")} | {fmt(pct, ".0f", "%")} | '
-          f'{fmt(temp, ".0f", " MiB")} |')
+        f'| {LABELS[setting]} | {name} | {fmt(off)} | {fmt(on)} | '
+        f'{fmt(ratio(on, off), ".2f", "x")} | {fmt(pt)} | '
+        f'{fmt(ratio(on, pt), ".2f", "x")} | {fmt(gflops, ".0f")} | {fmt(pct, ".0f", "%")} | '
+        f'{fmt(temp, ".0f", " MiB")} |'
+      )
   all_fast = [r for s in _SETTINGS.value for r in results.get((s, 'fast'), [])]
   matmul = median_of(all_fast, 'matmul_gflops')
-  torch_version = next((r['version'] for s in _SETTINGS.value
-                        for r in results.get((s, 'pytorch'), [])), None)
-  return ('\n'.join(lines) + f'\n\nimages/s (median of {_ROUNDS.value} round(s)); '
-          f'float32 matrix product through XLA: {fmt(matmul, ".0f")} GFLOP/s (median)'
-          + (f'; PyTorch: {torch_version}' if torch_version else '') + '.')
+  torch_version = next(
+    (r['version'] for s in _SETTINGS.value for r in results.get((s, 'pytorch'), [])), None
+  )
+  return (
+    '\n'.join(lines) + f'\n\nimages/s (median of {_ROUNDS.value} round(s)); '
+    f'float32 matrix product through XLA: {fmt(matmul, ".0f")} GFLOP/s (median)'
+    + (f'; PyTorch: {torch_version}' if torch_version else '')
+    + '.'
+  )
 
 
 def main(argv):
@@ -281,16 +340,21 @@ def main(argv):
       for variant in variants:
         if variant == 'pytorch' and SETTINGS[setting][3] is None:
           continue
-        task = dict(setting=setting, variant=variant, steps=_STEPS.value,
-                    encode_batch=_ENCODE_BATCH.value)
+        task = dict(
+          setting=setting,
+          variant=variant,
+          steps=_STEPS.value,
+          encode_batch=_ENCODE_BATCH.value,
+        )
         out = run_worker(task)
         print(f'round {r + 1} {setting} {variant}: {json.dumps(out)}', flush=True)
         if out is not None:
           results.setdefault((setting, variant), []).append(out)
   body = table(results)
   print(body)
-  report.append(_OUTPUT.value, 'Training and encoding speed, fast path off and on, '
-                'beside PyTorch', body)
+  report.append(
+    _OUTPUT.value, 'Training and encoding speed, fast path off and on, beside PyTorch', body
+  )
 
 
 if __name__ == '__main__':

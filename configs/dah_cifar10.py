@@ -1,8 +1,9 @@
 """DAH on CIFAR-10 under the paper's protocol (DAH Sec. IV.A): the paper's Tables 2-5.
 
 The data is CIFAR-10 as an image folder (train/<class>/*.jpg with the 50,000 training
-images, test/<class>/*.jpg with the 10,000 test images). Train on the 50,000 training images (class-balanced batches of 20, Adam 1e-3), query
-with the 10,000 test images against a database of the 50,000 training images.
+images, test/<class>/*.jpg with the 10,000 test images). Train on the 50,000 training
+images (class-balanced batches of 20, Adam 1e-3), query with the 10,000 test images
+against a database of the 50,000 training images.
 
   python -m dahjax.main --config configs/dah_cifar10.py --workdir runs/dah_cifar10_12 \
       --config.data.data_dir=<cifar10 folder> --config.model.bits=12

@@ -15,67 +15,87 @@ def get_config() -> ml_collections.ConfigDict:
 
   config.model_name = 'dah_resnet30'
   # The fields of every model; each model takes those it declares.
-  config.model = ml_collections.ConfigDict(dict(
-      bits=48, num_classes=10,
+  config.model = ml_collections.ConfigDict(
+    dict(
+      bits=48,
+      num_classes=10,
       # dah_resnet30: 'cbam' (DAH) or 'none' (NoneA-DAH); dpfah_resnet18: where PFA sits,
       # 'stem', 'every_block' or 'none'.
       attention='cbam',
       # dah_resnet30: 'linear' replaces the shrink sigmoid with an unconstrained layer (a
       # diagnostic of what the shrink sigmoid costs the classifier; not DAH).
       hash_layer='shrink_sigmoid',
-      stem='imagenet',    # dpfah_resnet18: 'cifar' is a 3x3/1 stem for 32 px inputs.
-      pfa_lambda=1e-4,    # dpfah_resnet18: lambda of PFA (DPFAH eq. 8).
-      conv_impl='auto',   # 'auto': shifted slices on the CPU, XLA's conv elsewhere.
+      stem='imagenet',  # dpfah_resnet18: 'cifar' is a 3x3/1 stem for 32 px inputs.
+      pfa_lambda=1e-4,  # dpfah_resnet18: lambda of PFA (DPFAH eq. 8).
+      conv_impl='auto',  # 'auto': shifted slices on the CPU, XLA's conv elsewhere.
       # Computation dtype: 'bfloat16' on accelerators computes in bfloat16 with float32
       # parameters, optimiser state and losses.
       dtype='float32',
       # torchvision's ImageNet ResNet18 weights (.npz, .safetensors, .pth) to start
       # dpfah_resnet18's backbone from; '': random initialisation.
       pretrained='',
-  ))
+    )
+  )
 
   config.loss_name = 'dah'
   # The settings of every loss; each loss takes those it names.
-  config.loss = ml_collections.ConfigDict(dict(
+  config.loss = ml_collections.ConfigDict(
+    dict(
       # dah: threshold=None is the paper's t = bits / 4.8.
       threshold=ml_collections.FieldReference(None, field_type=float),
-      phi1=1.0, phi2=1.0, ce_weight=1.0,
+      phi1=1.0,
+      phi2=1.0,
+      ce_weight=1.0,
       # dpfah: L = L1 + eta L2 + zeta L3; alpha scales L1's inner product, delta is
       # L2's margin.
-      alpha=0.5, delta=1.1, eta=10.0, zeta=0.1))
+      alpha=0.5,
+      delta=1.1,
+      eta=10.0,
+      zeta=0.1,
+    )
+  )
 
-  config.optimizer = ml_collections.ConfigDict(dict(
-      name='adam', learning_rate=1e-3, weight_decay=0.0,
-      b1=0.9, b2=0.999,          # adam
-      decay=0.99, eps=1e-8))     # rmsprop (PyTorch's alpha and eps)
+  config.optimizer = ml_collections.ConfigDict(
+    dict(
+      name='adam',
+      learning_rate=1e-3,
+      weight_decay=0.0,
+      b1=0.9,
+      b2=0.999,  # adam
+      decay=0.99,
+      eps=1e-8,
+    )
+  )  # rmsprop (PyTorch's alpha and eps)
 
-  config.data = ml_collections.ConfigDict(dict(
+  config.data = ml_collections.ConfigDict(
+    dict(
       # 'image_folder', 'tfds', 'imagenet100' or 'list_file' (dahjax.data.sources).
       source='image_folder',
       data_dir='',  # Where the data is; its layout depends on the source.
       tfds_name='cifar10',
-      tfds_download=False,            # Let tfds download and prepare tfds_name.
+      tfds_download=False,  # Let tfds download and prepare tfds_name.
       protocol='dah_cifar10',
-      split_seed=0,                   # Seed of per-class split draws.
-      sampler='class_balanced',       # 'class_balanced' or 'random'.
+      split_seed=0,  # Seed of per-class split draws.
+      sampler='class_balanced',  # 'class_balanced' or 'random'.
       image_size=32,
       # 'resize' (to image_size), 'imagenet_crop' (resize the shorter side to
       # resize_size, random crop and flip; central crop to evaluate) or 'cifar_crop'
       # (pad 4, random crop and flip).
       transform='resize',
       resize_size=256,
-      random_flip=False,              # With transform='resize'.
+      random_flip=False,  # With transform='resize'.
       # source='list_file': 'split=path,...' (paths relative to data_dir; empty:
       # <data_dir>/<split>.txt) and an optional file of class names.
       list_files='',
       class_names_file='',
       imagenet100_config='resized256',  # source='imagenet100': 'resized256' or 'original'.
       num_threads=4,
-  ))
+    )
+  )
 
-  config.batch_size = 20              # 2n for n = 10 classes.
+  config.batch_size = 20  # 2n for n = 10 classes.
   config.num_epochs = 50
-  config.num_train_steps = -1         # > 0 overrides num_epochs.
+  config.num_train_steps = -1  # > 0 overrides num_epochs.
 
   config.log_every_steps = 50
   # Learning curve: every this many steps, the mAP of the current parameters on
@@ -85,12 +105,14 @@ def get_config() -> ml_collections.ConfigDict:
   config.checkpoint_every_steps = 1000
   config.max_checkpoints_to_keep = 3
 
-  config.eval = ml_collections.ConfigDict(dict(
+  config.eval = ml_collections.ConfigDict(
+    dict(
       batch_size=500,
-      chunk_size=0,   # Rows per forward pass on each device; 0: 128 on the CPU, all else.
+      chunk_size=0,  # Rows per forward pass on each device; 0: 128 on the CPU, all else.
       topk=ml_collections.FieldReference(None, field_type=int),  # None: the protocol's K.
       precision_at=1000,
       radius=2,
       curve_queries=1000,  # Queries of the learning curve (a fixed, seeded subset).
-  ))
+    )
+  )
   return config.lock()

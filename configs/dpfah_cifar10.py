@@ -23,7 +23,7 @@ def get_config():
   config = default.get_config()
   config.unlock()
   config.model_name = 'dpfah_resnet18'
-  config.model.attention = 'stem'       # One PFA after the stem (Fig. 1).
+  config.model.attention = 'stem'  # One PFA after the stem (Fig. 1).
   config.loss_name = 'dpfah'
   config.optimizer.name = 'rmsprop'
   config.optimizer.learning_rate = 5e-5
@@ -34,7 +34,7 @@ def get_config():
   config.data.transform = 'imagenet_crop'
   config.batch_size = 128
   config.num_epochs = 100
-  config.checkpoint_every_steps = 390   # 10 epochs of 39 steps.
+  config.checkpoint_every_steps = 390  # 10 epochs of 39 steps.
   config.log_every_steps = 10
   config.eval.batch_size = 256
   return config.lock()

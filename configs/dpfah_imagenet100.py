@@ -31,7 +31,7 @@ def get_config():
   config.data.data_dir = '~/tensorflow_datasets'
   config.data.protocol = 'imagenet100'
   config.num_epochs = 100
-  config.checkpoint_every_steps = 1000   # About 10 epochs of 101 steps.
+  config.checkpoint_every_steps = 1000  # About 10 epochs of 101 steps.
   config.log_every_steps = 20
   config.eval.batch_size = 256
   config.eval.precision_at = 1000

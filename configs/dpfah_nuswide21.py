@@ -28,7 +28,7 @@ def get_config():
   config.data.protocol = 'nuswide21'
   config.data.sampler = 'random'
   config.num_epochs = 100
-  config.checkpoint_every_steps = 820   # About 10 epochs of 82 steps.
+  config.checkpoint_every_steps = 820  # About 10 epochs of 82 steps.
   config.eval.batch_size = 256
   config.eval.precision_at = 1000
   return config.lock()

@@ -17,18 +17,23 @@ _DAH_BITS = (12, 24, 36, 48)
 _DPFAH_BITS = (16, 32, 48, 64)
 
 PAPER_RESULTS: dict[tuple[str, str], dict[int, dict[str, float]]] = {
-    ('DAH', 'dah_cifar10'): {
-        b: {'map': m, 'precision_at_1000': p, 'bit_balance': s}
-        for b, m, p, s in zip(_DAH_BITS, _DAH_MAP, _DAH_P1000, _DAH_BALANCE)},
-    ('NoneA-DAH', 'dah_cifar10'): {
-        b: {'map': m, 'precision_at_1000': p, 'bit_balance': s}
-        for b, m, p, s in zip(_DAH_BITS, _NONEA_MAP, _NONEA_P1000, _NONEA_BALANCE)},
-    ('DPFAH', 'dpfah_cifar10'): {
-        b: {'map': m} for b, m in zip(_DPFAH_BITS, (0.8382, 0.8445, 0.8522, 0.8549))},
-    ('DPFAH', 'nuswide21'): {
-        b: {'map': m} for b, m in zip(_DPFAH_BITS, (0.8298, 0.8490, 0.8541, 0.8580))},
-    ('DPFAH', 'imagenet100'): {
-        b: {'map': m} for b, m in zip(_DPFAH_BITS, (0.6420, 0.7009, 0.7212, 0.7795))},
-    ('DFAH-1 (ResNet18, L1)', 'dpfah_cifar10'): {48: {'map': 0.8129}},
-    ('DFAH-2 (ResNet18 + PFA, L1)', 'dpfah_cifar10'): {48: {'map': 0.8424}},
+  ('DAH', 'dah_cifar10'): {
+    b: {'map': m, 'precision_at_1000': p, 'bit_balance': s}
+    for b, m, p, s in zip(_DAH_BITS, _DAH_MAP, _DAH_P1000, _DAH_BALANCE)
+  },
+  ('NoneA-DAH', 'dah_cifar10'): {
+    b: {'map': m, 'precision_at_1000': p, 'bit_balance': s}
+    for b, m, p, s in zip(_DAH_BITS, _NONEA_MAP, _NONEA_P1000, _NONEA_BALANCE)
+  },
+  ('DPFAH', 'dpfah_cifar10'): {
+    b: {'map': m} for b, m in zip(_DPFAH_BITS, (0.8382, 0.8445, 0.8522, 0.8549))
+  },
+  ('DPFAH', 'nuswide21'): {
+    b: {'map': m} for b, m in zip(_DPFAH_BITS, (0.8298, 0.8490, 0.8541, 0.8580))
+  },
+  ('DPFAH', 'imagenet100'): {
+    b: {'map': m} for b, m in zip(_DPFAH_BITS, (0.6420, 0.7009, 0.7212, 0.7795))
+  },
+  ('DFAH-1 (ResNet18, L1)', 'dpfah_cifar10'): {48: {'map': 0.8129}},
+  ('DFAH-2 (ResNet18 + PFA, L1)', 'dpfah_cifar10'): {48: {'map': 0.8424}},
 }

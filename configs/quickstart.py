@@ -14,8 +14,9 @@ import os
 from configs import default
 import dahjax
 
-QUICKSTART_DATA = os.path.join(os.path.dirname(dahjax.__file__), 'data', 'assets',
-                               'cifar10_quickstart')
+QUICKSTART_DATA = os.path.join(
+  os.path.dirname(dahjax.__file__), 'data', 'assets', 'cifar10_quickstart'
+)
 
 
 def get_config():

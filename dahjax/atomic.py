@@ -4,10 +4,11 @@ A reader (or a restart after a crash) never sees a half-written file: the rename
 replaces the old file in one step, on the same file system.
 """
 
+from collections.abc import Iterator
 import contextlib
 import json
 import os
-from typing import Any, Iterator
+from typing import Any
 
 
 @contextlib.contextmanager

@@ -30,22 +30,40 @@ RUN_CONFIG_FILE = 'run_config.json'
 # dtype, data paths) may change between the starts of one run.
 # A model field the model does not take is recorded as None; a field missing from an
 # older workdir's record is not compared.
-_RUN_FIELDS = ('model_name', 'model.bits', 'model.num_classes', 'model.attention',
-               'model.stem', 'model.hash_layer', 'loss_name', 'data.protocol',
-               'data.source', 'data.image_size', 'data.split_seed', 'seed', 'batch_size')
+_RUN_FIELDS = (
+  'model_name',
+  'model.bits',
+  'model.num_classes',
+  'model.attention',
+  'model.stem',
+  'model.hash_layer',
+  'loss_name',
+  'data.protocol',
+  'data.source',
+  'data.image_size',
+  'data.split_seed',
+  'seed',
+  'batch_size',
+)
 
 
-def create_manager(workdir: str, config: ml_collections.ConfigDict,
-                   read_only: bool = False) -> ocp.CheckpointManager:
+def create_manager(
+  workdir: str, config: ml_collections.ConfigDict, read_only: bool = False
+) -> ocp.CheckpointManager:
   options = ocp.CheckpointManagerOptions(
-      max_to_keep=config.max_checkpoints_to_keep, create=not read_only,
-      enable_async_checkpointing=not read_only, read_only=read_only)
-  return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR),
-                               options=options)
+    max_to_keep=config.max_checkpoints_to_keep,
+    create=not read_only,
+    enable_async_checkpointing=not read_only,
+    read_only=read_only,
+  )
+  return ocp.CheckpointManager(
+    os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR), options=options
+  )
 
 
-def step_to_evaluate(config: ml_collections.ConfigDict, workdir: str,
-                     step: int | None = None) -> int:
+def step_to_evaluate(
+  config: ml_collections.ConfigDict, workdir: str, step: int | None = None
+) -> int:
   """`step`, or the workdir's latest checkpoint step when None.
 
   Raises:
@@ -56,18 +74,24 @@ def step_to_evaluate(config: ml_collections.ConfigDict, workdir: str,
   steps = sorted(manager.all_steps())
   if not steps:
     raise FileNotFoundError(
-        f'No checkpoint in {os.path.join(workdir, CHECKPOINT_DIR)}. Train one first: '
-        f'python -m dahjax.main --config <config> --workdir {workdir}')
+      f'No checkpoint in {os.path.join(workdir, CHECKPOINT_DIR)}. Train one first: '
+      f'python -m dahjax.main --config <config> --workdir {workdir}'
+    )
   if step is None:
     return steps[-1]
   if step not in steps:
-    raise FileNotFoundError(f'No checkpoint for step {step} in {workdir}; available: '
-                            f'{steps}.')
+    raise FileNotFoundError(
+      f'No checkpoint for step {step} in {workdir}; available: {steps}.'
+    )
   return step
 
 
-def save(manager: ocp.CheckpointManager, step: int, state,
-         data_position: dict[str, Any] | None = None) -> None:
+def save(
+  manager: ocp.CheckpointManager,
+  step: int,
+  state,
+  data_position: dict[str, Any] | None = None,
+) -> None:
   """Saves `state` (and, as JSON, where the input pipeline stands) as step `step`."""
   items = {'state': ocp.args.StandardSave(state)}
   if data_position is not None:
@@ -80,13 +104,15 @@ def restore(manager: ocp.CheckpointManager, step: int, state, workdir: str):
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
   try:
     restored = manager.restore(
-        step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
+      step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
+    )
   except Exception as e:  # Orbax raises many types for unreadable data.
     path = os.path.join(workdir, CHECKPOINT_DIR, str(step))
     raise RuntimeError(
-        f'Checkpoint {path} cannot be restored into this model ({type(e).__name__}: '
-        f'{e}). It is corrupt or was written by a different config; remove it to '
-        'fall back to an earlier step, or use another workdir.') from e
+      f'Checkpoint {path} cannot be restored into this model ({type(e).__name__}: '
+      f'{e}). It is corrupt or was written by a different config; remove it to '
+      'fall back to an earlier step, or use another workdir.'
+    ) from e
   return restored['state']
 
 
@@ -95,13 +121,20 @@ def restore_partial(manager: ocp.CheckpointManager, step: int, target, workdir: 
   saved state such as its params) from checkpoint `step`, on this process's devices."""
   restore_args = ocp.checkpoint_utils.construct_restore_args(target)
   try:
-    restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
-        target, restore_args=restore_args, partial_restore=True)))
+    restored = manager.restore(
+      step,
+      args=ocp.args.Composite(
+        state=ocp.args.PyTreeRestore(
+          target, restore_args=restore_args, partial_restore=True
+        )
+      ),
+    )
   except Exception as e:  # Orbax raises many types for unreadable data.
     path = os.path.join(workdir, CHECKPOINT_DIR, str(step))
     raise RuntimeError(
-        f'Checkpoint {path} cannot be restored into this model ({type(e).__name__}: '
-        f'{e}). It is corrupt or was written by a different config.') from e
+      f'Checkpoint {path} cannot be restored into this model ({type(e).__name__}: '
+      f'{e}). It is corrupt or was written by a different config.'
+    ) from e
   return restored['state']
 
 
@@ -121,9 +154,12 @@ def restore_latest(manager: ocp.CheckpointManager, state, workdir: str):
       logging.warning('Skipping unreadable checkpoint step %d: %s', step, e)
       continue
     if step != steps[0]:
-      logging.warning('Resuming from step %d, the latest readable checkpoint (the later '
-                      'ones in %s cannot be read).', step,
-                      os.path.join(workdir, CHECKPOINT_DIR))
+      logging.warning(
+        'Resuming from step %d, the latest readable checkpoint (the later '
+        'ones in %s cannot be read).',
+        step,
+        os.path.join(workdir, CHECKPOINT_DIR),
+      )
     else:
       logging.info('Resuming from checkpoint step %d in %s.', step, workdir)
     return restored
@@ -157,14 +193,15 @@ def check_run_config(config: ml_collections.ConfigDict, workdir: str) -> None:
   if os.path.exists(path):
     with open(path) as f:
       saved = json.load(f)
-    diff = {k: (saved[k], v) for k, v in settings.items()
-            if k in saved and saved[k] != v}
+    diff = {k: (saved[k], v) for k, v in settings.items() if k in saved and saved[k] != v}
     if diff:
-      lines = '; '.join(f'{k}: workdir has {a!r}, config has {b!r}'
-                        for k, (a, b) in diff.items())
+      lines = '; '.join(
+        f'{k}: workdir has {a!r}, config has {b!r}' for k, (a, b) in diff.items()
+      )
       raise ValueError(
-          f'{workdir} holds a run with other settings ({lines}). Use another --workdir '
-          'for this config, or the settings of that run to resume or evaluate it.')
+        f'{workdir} holds a run with other settings ({lines}). Use another --workdir '
+        'for this config, or the settings of that run to resume or evaluate it.'
+      )
     return
   if jax.process_index() == 0:
     atomic.write_json(path, settings, indent=2)

@@ -10,12 +10,12 @@ the mAP@K and N of the runs' evaluation. With `--paper`, each row is followed by
 paper's numbers (`configs/papers.py`; run from the repository root).
 """
 
+from collections.abc import Sequence
 import dataclasses
 import json
 import os
 import re
 import sys
-from typing import Sequence
 
 from absl import app
 from absl import flags
@@ -24,31 +24,33 @@ from dahjax import atomic
 
 METRICS_FILE = os.path.join('eval', 'metrics.json')
 
-_OUTPUT = flags.DEFINE_string('output', None,
-                              'Also write the table to this markdown file.')
-_PAPER = flags.DEFINE_bool('paper', False, "Put the papers' numbers (configs/papers.py) "
-                           'beside ours.')
+_OUTPUT = flags.DEFINE_string('output', None, 'Also write the table to this markdown file.')
+_PAPER = flags.DEFINE_bool(
+  'paper', False, "Put the papers' numbers (configs/papers.py) beside ours."
+)
 
 
 @dataclasses.dataclass(frozen=True)
 class Result:
   """The numbers of one evaluated run that the table shows."""
+
   workdir: str
   method: str
   protocol: str
   bits: int
   map: float
-  map_topk: str                 # 'ALL' or K of mAP@K.
-  precision: float | None       # precision@N, None when not computed.
+  map_topk: str  # 'ALL' or K of mAP@K.
+  precision: float | None  # precision@N, None when not computed.
   precision_n: int | None
 
 
 def _missing_message(workdir: str) -> str:
-  how = (f'python -m dahjax.main --config <its config> --workdir {workdir} '
-         '--mode=eval')
+  how = f'python -m dahjax.main --config <its config> --workdir {workdir} --mode=eval'
   if not os.path.isdir(os.path.join(workdir, 'checkpoints')):
-    how = (f'python -m dahjax.main --config <config> --workdir {workdir} (it has no '
-           'checkpoints: this trains, then evaluates)')
+    how = (
+      f'python -m dahjax.main --config <config> --workdir {workdir} (it has no '
+      'checkpoints: this trains, then evaluates)'
+    )
   return f'{os.path.join(workdir, METRICS_FILE)} does not exist; evaluate the run: {how}'
 
 
@@ -64,8 +66,9 @@ def _precision_at(metrics: dict) -> tuple[float | None, int | None]:
 def load_result(workdir: str) -> Result:
   """Reads the result of `workdir`; FileNotFoundError says how to evaluate it."""
   if not os.path.isdir(workdir):
-    raise FileNotFoundError(f'{workdir} is not a directory: pass workdirs of '
-                            'python -m dahjax.main.')
+    raise FileNotFoundError(
+      f'{workdir} is not a directory: pass workdirs of python -m dahjax.main.'
+    )
   path = os.path.join(workdir, METRICS_FILE)
   if not os.path.exists(path) and os.path.exists(os.path.join(workdir, 'metrics.json')):
     path = os.path.join(workdir, 'metrics.json')  # A results/<run>/ directory.
@@ -75,22 +78,35 @@ def load_result(workdir: str) -> Result:
     try:
       metrics = json.load(f)
     except json.JSONDecodeError as e:
-      raise ValueError(f'{path} is not valid JSON ({e}); re-evaluate the run: python -m '
-                       f'dahjax.main --config <its config> --workdir {workdir} '
-                       '--mode=eval') from e
+      raise ValueError(
+        f'{path} is not valid JSON ({e}); re-evaluate the run: python -m '
+        f'dahjax.main --config <its config> --workdir {workdir} '
+        '--mode=eval'
+      ) from e
   missing = [k for k in ('bits', 'map', 'protocol') if k not in metrics]
   if missing:
-    raise ValueError(f'{path} lacks {", ".join(missing)}; re-evaluate the run: '
-                     f'python -m dahjax.main --config <its config> --workdir {workdir} '
-                     '--mode=eval')
+    raise ValueError(
+      f'{path} lacks {", ".join(missing)}; re-evaluate the run: '
+      f'python -m dahjax.main --config <its config> --workdir {workdir} '
+      '--mode=eval'
+    )
   # Runs evaluated before the method was recorded are named by their model or workdir.
-  method = (metrics.get('method') or metrics.get('model')
-            or os.path.basename(os.path.normpath(workdir)))
+  method = (
+    metrics.get('method')
+    or metrics.get('model')
+    or os.path.basename(os.path.normpath(workdir))
+  )
   precision, n = _precision_at(metrics)
-  return Result(workdir=workdir, method=method, protocol=metrics['protocol'],
-                bits=int(metrics['bits']), map=float(metrics['map']),
-                map_topk=str(metrics.get('map_topk', 'ALL')), precision=precision,
-                precision_n=n)
+  return Result(
+    workdir=workdir,
+    method=method,
+    protocol=metrics['protocol'],
+    bits=int(metrics['bits']),
+    map=float(metrics['map']),
+    map_topk=str(metrics.get('map_topk', 'ALL')),
+    precision=precision,
+    precision_n=n,
+  )
 
 
 def load_results(workdirs: Sequence[str]) -> list[Result]:
@@ -121,8 +137,9 @@ def paper_results() -> dict:
   try:
     from configs import papers  # pylint: disable=g-import-not-at-top
   except ImportError as e:
-    raise FileNotFoundError('--paper reads configs/papers.py: run from the repository '
-                            'root.') from e
+    raise FileNotFoundError(
+      '--paper reads configs/papers.py: run from the repository root.'
+    ) from e
   return papers.PAPER_RESULTS
 
 
@@ -148,15 +165,23 @@ def markdown_table(results: Sequence[Result], paper: dict | None = None) -> str:
   for r in results:
     cells = rows.setdefault((r.method, r.protocol, _metric_label(r)), {})
     if r.bits in cells:
-      raise ValueError(f'{cells[r.bits].workdir} and {r.workdir} are both {r.method} '
-                       f'at {r.bits} bits on {r.protocol}: pass one of them.')
+      raise ValueError(
+        f'{cells[r.bits].workdir} and {r.workdir} are both {r.method} '
+        f'at {r.bits} bits on {r.protocol}: pass one of them.'
+      )
     cells[r.bits] = r
   bits = sorted({r.bits for r in results})
-  caption = (f'{labels.pop()} by code length' if uniform else
-             'mAP@K / P@N by code length (K and N per row)')
-  lines = [caption + ':', '',
-           '| ' + ' | '.join(['method', 'protocol', *(f'{b} bits' for b in bits)]) + ' |',
-           '|' + '---|' * (2 + len(bits))]
+  caption = (
+    f'{labels.pop()} by code length'
+    if uniform
+    else 'mAP@K / P@N by code length (K and N per row)'
+  )
+  lines = [
+    caption + ':',
+    '',
+    '| ' + ' | '.join(['method', 'protocol', *(f'{b} bits' for b in bits)]) + ' |',
+    '|' + '---|' * (2 + len(bits)),
+  ]
   for (method, protocol, label), cells in rows.items():
     name = protocol if uniform else f'{protocol} ({label})'
     values = [_cell(cells[b]) if b in cells else '-' for b in bits]
@@ -172,11 +197,13 @@ def markdown_table(results: Sequence[Result], paper: dict | None = None) -> str:
 def main(argv: Sequence[str]) -> None:
   workdirs = argv[1:]
   if not workdirs:
-    raise app.UsageError('Pass the workdirs to compare: python -m dahjax.compare W1 W2 '
-                         '... [--output table.md]')
+    raise app.UsageError(
+      'Pass the workdirs to compare: python -m dahjax.compare W1 W2 ... [--output table.md]'
+    )
   try:
-    table = markdown_table(load_results(workdirs),
-                           paper_results() if _PAPER.value else None)
+    table = markdown_table(
+      load_results(workdirs), paper_results() if _PAPER.value else None
+    )
   except (FileNotFoundError, ValueError) as e:
     sys.exit(f'error: {e}')  # The message says what to do; a traceback would bury it.
   print(table, end='')

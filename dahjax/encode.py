@@ -5,8 +5,8 @@ import time
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 from jax.experimental import multihost_utils
+import jax.numpy as jnp
 from jax.sharding import PartitionSpec as P
 import numpy as np
 
@@ -23,8 +23,9 @@ def encode_chunk_size(chunk_size: int) -> int | None:
   return 128 if jax.default_backend() == 'cpu' else None
 
 
-def make_encoder(model, mesh, chunk_size: int | None = None,
-                 with_predictions: bool = False):
+def make_encoder(
+  model, mesh, chunk_size: int | None = None, with_predictions: bool = False
+):
   """A jitted function (variables, images) -> 0/1 uint8 codes.
 
   Images are placed sharded on the mesh's 'data' axis; variables should be replicated
@@ -32,6 +33,7 @@ def make_encoder(model, mesh, chunk_size: int | None = None,
   runs its rows in chunks of `chunk_size` (None: all at once), the last one padded.
   With `with_predictions` it returns (codes, the classifier's top class [n] int32).
   """
+
   def codes(variables, images):
     out = model.apply(variables, images, train=False)
     binary = model.binary_codes(out['hash'])
@@ -45,12 +47,14 @@ def make_encoder(model, mesh, chunk_size: int | None = None,
       return codes(variables, images)
     chunks = -(-n // chunk_size)
     images = jnp.pad(images, ((0, chunks * chunk_size - n),) + ((0, 0),) * 3)
-    out = jax.lax.map(lambda x: codes(variables, x),
-                      images.reshape(chunks, chunk_size, *images.shape[1:]))
+    out = jax.lax.map(
+      lambda x: codes(variables, x), images.reshape(chunks, chunk_size, *images.shape[1:])
+    )
     return jax.tree.map(lambda o: o.reshape(chunks * chunk_size, *o.shape[2:])[:n], out)
 
-  encode = jax.jit(jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P('data')),
-                                 out_specs=P('data')))
+  encode = jax.jit(
+    jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P('data')), out_specs=P('data'))
+  )
 
   def encode_global(variables, local_images):
     # Each process passes its own rows of the global batch; every process gets all codes.
@@ -60,22 +64,34 @@ def make_encoder(model, mesh, chunk_size: int | None = None,
   return encode_global
 
 
-def process_shard(indices: np.ndarray, batch_size: int, process_index: int,
-                  process_count: int) -> np.ndarray:
+def process_shard(
+  indices: np.ndarray, batch_size: int, process_index: int, process_count: int
+) -> np.ndarray:
   """This process's rows of every global batch of `indices`, the last batch padded by
   repeating the last index: processes read and encode disjoint shards of a split."""
   n_batches = -(-len(indices) // batch_size)
-  padded = np.concatenate([indices, np.repeat(indices[-1:],
-                                              n_batches * batch_size - len(indices))])
+  padded = np.concatenate(
+    [indices, np.repeat(indices[-1:], n_batches * batch_size - len(indices))]
+  )
   local = batch_size // process_count
   rows = padded.reshape(n_batches, process_count, local)[:, process_index]
   return rows.reshape(-1)
 
 
-def encode_split(encoder, variables, pool, indices: np.ndarray, *, batch_size: int,
-                 image_size: int, num_threads: int, name: str = 'images',
-                 progress_every: float = 5.0, transform: str = 'resize',
-                 resize_size: int = 256) -> tuple[Any, float]:
+def encode_split(
+  encoder,
+  variables,
+  pool,
+  indices: np.ndarray,
+  *,
+  batch_size: int,
+  image_size: int,
+  num_threads: int,
+  name: str = 'images',
+  progress_every: float = 5.0,
+  transform: str = 'resize',
+  resize_size: int = 256,
+) -> tuple[Any, float]:
   """Codes [n, bits] of `indices` (or what `encoder` returns per image, e.g. codes and
   predictions) and the forward time in seconds (compilation excluded).
 
@@ -83,11 +99,18 @@ def encode_split(encoder, variables, pool, indices: np.ndarray, *, batch_size: i
   of every batch, and every process receives all codes. Logs progress as
   'Encoding <name>: done/total ...' every `progress_every` seconds.
   """
-  local = process_shard(np.asarray(indices), batch_size, jax.process_index(),
-                        jax.process_count())
+  local = process_shard(
+    np.asarray(indices), batch_size, jax.process_index(), jax.process_count()
+  )
   batches = pipeline.eval_batches(
-      pool, local, batch_size=batch_size // jax.process_count(), image_size=image_size,
-      num_threads=num_threads, transform=transform, resize_size=resize_size)
+    pool,
+    local,
+    batch_size=batch_size // jax.process_count(),
+    image_size=image_size,
+    num_threads=num_threads,
+    transform=transform,
+    resize_size=resize_size,
+  )
   progress = progress_lib.EncodeProgress(name, len(indices), progress_every)
   outs, seconds, done = [], 0.0, 0
   for i, (images, _) in enumerate(batches):
@@ -100,5 +123,5 @@ def encode_split(encoder, variables, pool, indices: np.ndarray, *, batch_size: i
     done = min(done + batch_size, len(indices))
     progress.update(done)
   progress.finish(done)
-  joined = jax.tree.map(lambda *parts: np.concatenate(parts)[:len(indices)], *outs)
+  joined = jax.tree.map(lambda *parts: np.concatenate(parts)[: len(indices)], *outs)
   return joined, seconds

@@ -32,14 +32,19 @@ from dahjax.data import input_data
 def _encode_settings(config: ml_collections.ConfigDict) -> dict[str, Any]:
   # A multiple of the devices (and processes) the batch is split over.
   unit = int(np.lcm(jax.device_count(), jax.process_count()))
-  return dict(batch_size=-(-config.eval.batch_size // unit) * unit,
-              image_size=config.data.image_size, num_threads=config.data.num_threads,
-              transform=config.data.transform, resize_size=config.data.resize_size)
+  return dict(
+    batch_size=-(-config.eval.batch_size // unit) * unit,
+    image_size=config.data.image_size,
+    num_threads=config.data.num_threads,
+    transform=config.data.transform,
+    resize_size=config.data.resize_size,
+  )
 
 
 def _variables(state, mesh):
-  return jax.device_put({'params': state.params, 'batch_stats': state.batch_stats},
-                        parallel.replicated(mesh))
+  return jax.device_put(
+    {'params': state.params, 'batch_stats': state.batch_stats}, parallel.replicated(mesh)
+  )
 
 
 def classification_accuracy(predictions: np.ndarray, labels: np.ndarray) -> float | None:
@@ -55,8 +60,7 @@ def _map_topk(config, data, n_db: int) -> tuple[int | None, int | None]:
   ranks the whole database, which is what the top K then holds; a K set in the config
   must fit."""
   topk = config.eval.topk if config.eval.topk is not None else data.protocol.map_topk
-  search_k = (min(topk, n_db) if topk is not None and config.eval.topk is None
-              else topk)
+  search_k = min(topk, n_db) if topk is not None and config.eval.topk is None else topk
   return topk, search_k
 
 
@@ -80,8 +84,14 @@ def curve_metrics(config, data, q_rows, q_codes, q_pred, db_codes) -> dict[str, 
   _, search_k = _map_topk(config, data, len(db_idx))
   q_labels = data.pool.labels[q_idx]
   metrics = retrieval.retrieval_metrics(
-      q_codes, db_codes, q_labels, data.pool.labels[db_idx], topk=search_k,
-      precision_at=config.eval.precision_at, radius=config.eval.radius)
+    q_codes,
+    db_codes,
+    q_labels,
+    data.pool.labels[db_idx],
+    topk=search_k,
+    precision_at=config.eval.precision_at,
+    radius=config.eval.radius,
+  )
   metrics.update(retrieval.bit_balance_summary(db_codes))
   metrics['accuracy'] = classification_accuracy(q_pred, q_labels)
   metrics['num_queries'] = len(q_idx)
@@ -99,55 +109,82 @@ class LearningCurve:
   queries are the test set).
   """
 
-  def __init__(self, config, workdir: str, *, data, model, mesh, writer,
-               steps_per_epoch: int):
+  def __init__(
+    self, config, workdir: str, *, data, model, mesh, writer, steps_per_epoch: int
+  ):
     self._config, self._data, self._mesh, self._writer = config, data, mesh, writer
     self._steps_per_epoch = steps_per_epoch
     self._dir = os.path.join(workdir, 'eval')
     self.rows = curve_queries(len(data.splits['query']), config.eval.curve_queries)
     self._encoder = encode.make_encoder(
-        model, mesh, encode.encode_chunk_size(config.eval.chunk_size), with_predictions=True)
+      model, mesh, encode.encode_chunk_size(config.eval.chunk_size), with_predictions=True
+    )
 
   def evaluate(self, state, step: int, train_means: dict[str, float]) -> dict[str, Any]:
     """Encodes the database and the curve's queries with `state` and records a point."""
     start = time.monotonic()
     variables, kwargs = _variables(state, self._mesh), _encode_settings(self._config)
     splits, pool = self._data.splits, self._data.pool
-    (db_codes, _), _ = encode.encode_split(self._encoder, variables, pool, splits['database'],
-                                    name='database (curve)', **kwargs)
-    (q_codes, q_pred), _ = encode.encode_split(self._encoder, variables, pool,
-                                        splits['query'][self.rows],
-                                        name='queries (curve)', **kwargs)
-    return self.record(step, q_codes, q_pred, db_codes, train_means,
-                       seconds=time.monotonic() - start)
+    (db_codes, _), _ = encode.encode_split(
+      self._encoder, variables, pool, splits['database'], name='database (curve)', **kwargs
+    )
+    (q_codes, q_pred), _ = encode.encode_split(
+      self._encoder,
+      variables,
+      pool,
+      splits['query'][self.rows],
+      name='queries (curve)',
+      **kwargs,
+    )
+    return self.record(
+      step, q_codes, q_pred, db_codes, train_means, seconds=time.monotonic() - start
+    )
 
-  def record(self, step: int, q_codes, q_pred, db_codes, train_means, *,
-             seconds: float) -> dict[str, Any]:
+  def record(
+    self, step: int, q_codes, q_pred, db_codes, train_means, *, seconds: float
+  ) -> dict[str, Any]:
     """Records the point of step `step` from the curve queries' codes and predictions."""
-    metrics = curve_metrics(self._config, self._data, self.rows, q_codes, q_pred,
-                            db_codes)
-    point = {'step': step, 'epoch': step / self._steps_per_epoch, **metrics,
-             'seconds': seconds, **{f'train_{k}': v for k, v in train_means.items()}}
-    self._writer.write(step, {f'curve_{k}': v for k, v in point.items()
-                              if k != 'step' and isinstance(v, (int, float))})
-    logging.info('Learning curve at step %d (epoch %.2f): mAP %.4f on %d queries.', step,
-                 point['epoch'], point['map'], point['num_queries'])
+    metrics = curve_metrics(self._config, self._data, self.rows, q_codes, q_pred, db_codes)
+    point = {
+      'step': step,
+      'epoch': step / self._steps_per_epoch,
+      **metrics,
+      'seconds': seconds,
+      **{f'train_{k}': v for k, v in train_means.items()},
+    }
+    self._writer.write(
+      step,
+      {
+        f'curve_{k}': v
+        for k, v in point.items()
+        if k != 'step' and isinstance(v, (int, float))
+      },
+    )
+    logging.info(
+      'Learning curve at step %d (epoch %.2f): mAP %.4f on %d queries.',
+      step,
+      point['epoch'],
+      point['map'],
+      point['num_queries'],
+    )
     if jax.process_index() == 0:
       os.makedirs(self._dir, exist_ok=True)
       path = os.path.join(self._dir, CURVE_FILE)
       with open(path, 'a') as f:
         f.write(json.dumps(point, allow_nan=False) + '\n')
       try:
-        plots.plot_learning_curve(read_curve(path), os.path.join(self._dir, CURVE_PLOT),
-                                  title=self.title())
+        plots.plot_learning_curve(
+          read_curve(path), os.path.join(self._dir, CURVE_PLOT), title=self.title()
+        )
       except Exception:  # pylint: disable=broad-except
         logging.exception('Could not draw the learning curve; its points are written.')
     return point
 
   def title(self) -> str:
     c = self._config
-    name = method_name(c.model_name, c.model.attention, loss_name=c.loss_name,
-                       loss=c.loss.to_dict())
+    name = method_name(
+      c.model_name, c.model.attention, loss_name=c.loss_name, loss=c.loss.to_dict()
+    )
     return f'{name}, {c.model.bits} bits, {len(self.rows):,} queries'
 
 
@@ -163,11 +200,19 @@ def read_curve(path: str) -> list[dict[str, Any]]:
   return [points[s] for s in sorted(points)]
 
 
-def evaluate(config: ml_collections.ConfigDict, workdir: str, *, state=None, model=None,
-             data: input_data.Data | None = None, mesh=None,
-             checkpoint_step: int | None = None, writer=None,
-             curve: LearningCurve | None = None,
-             train_means: dict[str, float] | None = None) -> dict[str, Any]:
+def evaluate(
+  config: ml_collections.ConfigDict,
+  workdir: str,
+  *,
+  state=None,
+  model=None,
+  data: input_data.Data | None = None,
+  mesh=None,
+  checkpoint_step: int | None = None,
+  writer=None,
+  curve: LearningCurve | None = None,
+  train_means: dict[str, float] | None = None,
+) -> dict[str, Any]:
   """Encodes queries and database with `state` (default: the workdir's checkpoint).
 
   `state` has `params`, `batch_stats` and `step` (a TrainState or a
@@ -182,26 +227,36 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *, state=None, mod
     state = state_lib.restore_for_eval(config, workdir, model, checkpoint_step)
   start = time.monotonic()
   variables = _variables(state, mesh)
-  encoder = encode.make_encoder(model, mesh,
-                                encode.encode_chunk_size(config.eval.chunk_size),
-                                with_predictions=True)
+  encoder = encode.make_encoder(
+    model, mesh, encode.encode_chunk_size(config.eval.chunk_size), with_predictions=True
+  )
   kwargs = _encode_settings(config)
 
   q_idx, db_idx = data.splits['query'], data.splits['database']
   logging.info('Encoding %d database and %d query images.', len(db_idx), len(q_idx))
-  (db_codes, _), db_seconds = encode.encode_split(encoder, variables, data.pool, db_idx,
-                                           name='database', **kwargs)
-  (q_codes, q_pred), _ = encode.encode_split(encoder, variables, data.pool, q_idx,
-                                      name='queries', **kwargs)
+  (db_codes, _), db_seconds = encode.encode_split(
+    encoder, variables, data.pool, db_idx, name='database', **kwargs
+  )
+  (q_codes, q_pred), _ = encode.encode_split(
+    encoder, variables, data.pool, q_idx, name='queries', **kwargs
+  )
   q_labels, db_labels = data.pool.labels[q_idx], data.pool.labels[db_idx]
 
   topk, search_k = _map_topk(config, data, len(db_idx))
   metrics = retrieval.retrieval_metrics(
-      q_codes, db_codes, q_labels, db_labels, topk=search_k,
-      precision_at=config.eval.precision_at, radius=config.eval.radius, curves=True)
+    q_codes,
+    db_codes,
+    q_labels,
+    db_labels,
+    topk=search_k,
+    precision_at=config.eval.precision_at,
+    radius=config.eval.radius,
+    curves=True,
+  )
   attention = config.model.attention
   metrics.update(retrieval.bit_balance_summary(db_codes))
-  metrics.update({
+  metrics.update(
+    {
       'accuracy': classification_accuracy(q_pred, q_labels),
       'encode_us_per_image': 1e6 * db_seconds / len(db_idx),
       'bits': int(q_codes.shape[1]),
@@ -212,47 +267,68 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *, state=None, mod
       'step': int(state.step),
       'model': config.model_name,
       'attention': attention,
-      'method': method_name(config.model_name, attention, loss_name=config.loss_name,
-                            loss=config.loss.to_dict()),
-  })
-  scalars = {k: v for k, v in metrics.items()
-             if isinstance(v, (int, float)) and k != 'step'}
+      'method': method_name(
+        config.model_name, attention, loss_name=config.loss_name, loss=config.loss.to_dict()
+      ),
+    }
+  )
+  scalars = {
+    k: v for k, v in metrics.items() if isinstance(v, (int, float)) and k != 'step'
+  }
   if jax.process_index() == 0:
     write_outputs(workdir, metrics, q_codes, db_codes, q_labels, db_labels)
   own_writer = writer is None
   writer = writer or progress.MetricWriter(workdir)
   writer.write(metrics['step'], {f'eval_{k}': v for k, v in scalars.items()})
   if curve is not None:
-    curve.record(metrics['step'], q_codes[curve.rows], q_pred[curve.rows], db_codes,
-                 train_means or {}, seconds=time.monotonic() - start)
+    curve.record(
+      metrics['step'],
+      q_codes[curve.rows],
+      q_pred[curve.rows],
+      db_codes,
+      train_means or {},
+      seconds=time.monotonic() - start,
+    )
   if own_writer:
     writer.close()
   logging.info('Evaluation: %s', json.dumps(scalars))
   if jax.process_index() == 0:
-    plots.write_plots(os.path.join(workdir, 'eval'), metrics, q_codes, db_codes, q_labels,
-                db_labels, load_query=lambda i: data.pool.load_image(q_idx[i]),
-                load_result=lambda j: data.pool.load_image(db_idx[j]),
-                class_names=data.pool.class_names)
+    plots.write_plots(
+      os.path.join(workdir, 'eval'),
+      metrics,
+      q_codes,
+      db_codes,
+      q_labels,
+      db_labels,
+      load_query=lambda i: data.pool.load_image(q_idx[i]),
+      load_result=lambda j: data.pool.load_image(db_idx[j]),
+      class_names=data.pool.class_names,
+    )
   return metrics
 
 
 # Paper names of the models' variants; others are named '<model> (<attention>)'.
 _METHODS = {
-    ('dah_resnet30', 'cbam'): 'DAH',
-    ('dah_resnet30', 'none'): 'NoneA-DAH',
-    ('dpfah_resnet18', 'stem'): 'DPFAH',
-    ('dpfah_resnet18', 'every_block'): 'DPFAH (PFA in every block)',
-    ('dpfah_resnet18', 'none'): 'DPFAH (no PFA)',
+  ('dah_resnet30', 'cbam'): 'DAH',
+  ('dah_resnet30', 'none'): 'NoneA-DAH',
+  ('dpfah_resnet18', 'stem'): 'DPFAH',
+  ('dpfah_resnet18', 'every_block'): 'DPFAH (PFA in every block)',
+  ('dpfah_resnet18', 'none'): 'DPFAH (no PFA)',
 }
 # DPFAH trained on L1 alone (eta = zeta = 0): the rows of its ablation (paper Table 5).
 _L1_ONLY = {
-    'stem': 'DFAH-2 (ResNet18 + PFA, L1)',
-    'none': 'DFAH-1 (ResNet18, L1)',
+  'stem': 'DFAH-2 (ResNet18 + PFA, L1)',
+  'none': 'DFAH-1 (ResNet18, L1)',
 }
 
 
-def method_name(model_name: str, attention: str | None = None, *,
-                loss_name: str | None = None, loss: dict[str, Any] | None = None) -> str:
+def method_name(
+  model_name: str,
+  attention: str | None = None,
+  *,
+  loss_name: str | None = None,
+  loss: dict[str, Any] | None = None,
+) -> str:
   """The method's name in the papers' tables, e.g. 'DAH', 'NoneA-DAH', 'DPFAH'.
 
   Args:
@@ -274,10 +350,12 @@ def write_outputs(workdir, metrics, q_codes, db_codes, q_labels, db_labels) -> N
   """Writes `eval/codes.npz` and `eval/metrics.json` into `workdir`."""
   eval_dir = os.path.join(workdir, 'eval')
   os.makedirs(eval_dir, exist_ok=True)
-  with atomic.replacing(os.path.join(eval_dir, 'codes.npz'),
-                         keep_extension=True) as tmp:
-    np.savez_compressed(tmp, query_codes=q_codes.astype(np.uint8),
-                        database_codes=db_codes.astype(np.uint8),
-                        query_labels=q_labels.astype(np.uint8),
-                        database_labels=db_labels.astype(np.uint8))
+  with atomic.replacing(os.path.join(eval_dir, 'codes.npz'), keep_extension=True) as tmp:
+    np.savez_compressed(
+      tmp,
+      query_codes=q_codes.astype(np.uint8),
+      database_codes=db_codes.astype(np.uint8),
+      query_labels=q_labels.astype(np.uint8),
+      database_labels=db_labels.astype(np.uint8),
+    )
   atomic.write_json(os.path.join(eval_dir, 'metrics.json'), metrics, indent=2)

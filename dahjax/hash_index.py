@@ -65,8 +65,10 @@ def _as_codes(codes, what: str) -> np.ndarray:
   if not 1 <= codes.shape[1] <= MAX_BITS:
     raise ValueError(f'{what} have {codes.shape[1]} bits; 1 to {MAX_BITS} are supported.')
   if codes.dtype.kind not in 'biuf' or not np.all((codes == 0) | (codes == 1)):
-    raise ValueError(f'{what} must hold only 0 and 1 (binarise real-valued hashes with '
-                     '`hash > 0` or `hash > 0.5` first).')
+    raise ValueError(
+      f'{what} must hold only 0 and 1 (binarise real-valued hashes with '
+      '`hash > 0` or `hash > 0.5` first).'
+    )
   return codes.astype(np.uint8)
 
 
@@ -75,7 +77,7 @@ def _pack(codes: np.ndarray) -> np.ndarray:
   n, bits = codes.shape
   packed = np.packbits(codes, axis=1, bitorder='little')
   padded = np.zeros((n, 8 * (-(-bits // 64))), np.uint8)
-  padded[:, :packed.shape[1]] = packed
+  padded[:, : packed.shape[1]] = packed
   return padded.view('<u8').astype(np.uint64)
 
 
@@ -114,12 +116,14 @@ def linear_scan(database_codes, query_code, radius: int) -> Result:
   codes = _as_codes(database_codes, 'Database codes')
   query = _as_codes(np.asarray(query_code)[None], 'The query code')
   if query.shape[1] != codes.shape[1]:
-    raise ValueError(f'The query code has {query.shape[1]} bits but the database codes '
-                     f'have {codes.shape[1]}: encode both with the same model.')
+    raise ValueError(
+      f'The query code has {query.shape[1]} bits but the database codes '
+      f'have {codes.shape[1]}: encode both with the same model.'
+    )
   return _scan(_pack(codes), _pack(query)[0], _check_radius(radius))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _flip_masks(length: int, radius: int) -> np.ndarray:
   """Every uint64 with at most `radius` of its low `length` bits set, by popcount."""
   masks = [np.zeros(1, np.uint64)]
@@ -216,8 +220,10 @@ class HammingIndex:
     m = default_num_tables(n, bits) if num_tables is None else num_tables
     low = -(-bits // 64)
     if isinstance(m, bool) or not isinstance(m, (int, np.integer)) or not low <= m <= bits:
-      raise ValueError(f'num_tables={m!r} must be an integer from {low} to {bits} for '
-                       f'{bits}-bit codes (a substring holds at most 64 bits).')
+      raise ValueError(
+        f'num_tables={m!r} must be an integer from {low} to {bits} for '
+        f'{bits}-bit codes (a substring holds at most 64 bits).'
+      )
     self._bits = bits
     self._words = _pack(codes)
     self._bounds = _substring_bounds(bits, int(m))
@@ -262,8 +268,12 @@ class HammingIndex:
   @property
   def nbytes(self) -> int:
     """Memory held by the packed codes and the tables, in bytes."""
-    return (self._words.nbytes + self._ids.nbytes + sum(a.nbytes for a in self._keys)
-            + sum(a.nbytes for a in self._offsets))
+    return (
+      self._words.nbytes
+      + self._ids.nbytes
+      + sum(a.nbytes for a in self._keys)
+      + sum(a.nbytes for a in self._offsets)
+    )
 
   def search(self, query_code, radius: int) -> Result:
     """Every indexed item within Hamming distance `radius` of one query.
@@ -282,8 +292,10 @@ class HammingIndex:
     """
     query = np.asarray(query_code)
     if query.ndim != 1:
-      raise ValueError(f'search takes one query code [bits], got shape {query.shape}; '
-                       'use search_batch for several.')
+      raise ValueError(
+        f'search takes one query code [bits], got shape {query.shape}; '
+        'use search_batch for several.'
+      )
     return self.search_batch(query[None], radius)[0]
 
   def search_batch(self, query_codes, radius: int) -> list[Result]:
@@ -318,16 +330,20 @@ class HammingIndex:
     counts = [np.zeros(0, np.int64)]
     for chunk in self._chunks(len(query_words), plan):
       scan, groups = self._candidates(query_words[chunk], plan)
-      count = sum((np.bincount(owner, minlength=len(scan)) for _, _, owner, _ in groups),
-                  np.zeros(len(scan), np.int64))
+      count = sum(
+        (np.bincount(owner, minlength=len(scan)) for _, _, owner, _ in groups),
+        np.zeros(len(scan), np.int64),
+      )
       counts.append(np.where(scan, len(self), count))
     return np.concatenate(counts).astype(np.int64)
 
   def _check_queries(self, query_codes, radius) -> tuple[np.ndarray, int]:
     queries = _as_codes(query_codes, 'Query codes')
     if queries.shape[1] != self._bits:
-      raise ValueError(f'Query codes have {queries.shape[1]} bits but the index holds '
-                       f'{self._bits}-bit codes: encode both with the same model.')
+      raise ValueError(
+        f'Query codes have {queries.shape[1]} bits but the index holds '
+        f'{self._bits}-bit codes: encode both with the same model.'
+      )
     return _pack(queries), _check_radius(radius)
 
   def _plan(self, radius: int) -> list[tuple[int, int]] | None:
@@ -416,8 +432,9 @@ class HammingIndex:
       owner, item, dist = owner[order], item[order], dist[order]
       bounds = np.searchsorted(owner, np.arange(first, end + 1))
       for q, a, b in zip(range(first, end), bounds[:-1], bounds[1:]):
-        results[q] = (_scan(self._words, query_words[q], radius) if scan[q]
-                      else (item[a:b], dist[a:b]))
+        results[q] = (
+          _scan(self._words, query_words[q], radius) if scan[q] else (item[a:b], dist[a:b])
+        )
     return results
 
   def save(self, path: str) -> None:
@@ -429,20 +446,32 @@ class HammingIndex:
     Args:
       path: the file to write (conventionally ending in .npz), written as given.
     """
-    arrays = {'format': np.array(_FORMAT), 'version': np.array(_VERSION),
-              'bits': np.array(self._bits), 'words': self._words,
-              'bounds': np.array(self._bounds, np.int64).reshape(-1, 2)}
+    arrays = {
+      'format': np.array(_FORMAT),
+      'version': np.array(_VERSION),
+      'bits': np.array(self._bits),
+      'words': self._words,
+      'bounds': np.array(self._bounds, np.int64).reshape(-1, 2),
+    }
     n = len(self)
     for t, (keys, offsets) in enumerate(zip(self._keys, self._offsets)):
-      arrays.update({f'keys_{t}': keys, f'offsets_{t}': offsets,
-                     f'ids_{t}': self._ids[t * n:(t + 1) * n]})
+      arrays.update(
+        {
+          f'keys_{t}': keys,
+          f'offsets_{t}': offsets,
+          f'ids_{t}': self._ids[t * n : (t + 1) * n],
+        }
+      )
     path = os.fspath(path)
-    temporary = os.path.join(os.path.dirname(os.path.abspath(path)),
-                             f'.{os.path.basename(path)}.{uuid.uuid4().hex}.tmp')
+    temporary = os.path.join(
+      os.path.dirname(os.path.abspath(path)),
+      f'.{os.path.basename(path)}.{uuid.uuid4().hex}.tmp',
+    )
     try:
       # os.open, unlike tempfile, creates the file with the usual umask permissions.
-      with os.fdopen(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666),
-                     'wb') as f:
+      with os.fdopen(
+        os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), 'wb'
+      ) as f:
         np.savez(f, **arrays)
         f.flush()
         os.fsync(f.fileno())
@@ -468,18 +497,29 @@ class HammingIndex:
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
-      raise FileNotFoundError(f'No HammingIndex file at {path}: build the index with '
-                              'HammingIndex(codes) and save it there.')
+      raise FileNotFoundError(
+        f'No HammingIndex file at {path}: build the index with '
+        'HammingIndex(codes) and save it there.'
+      )
     try:
       with np.load(path, allow_pickle=False) as data:
         arrays = {name: data[name] for name in data.files}
       index = cls.__new__(cls)
       index._restore(arrays)
-    except (OSError, EOFError, KeyError, IndexError, TypeError, ValueError,
-            zipfile.BadZipFile) as e:
-      raise ValueError(f'{path} is not a readable HammingIndex file ({type(e).__name__}: '
-                       f'{e}); it may be truncated or of another format. Rebuild the '
-                       'index with HammingIndex(codes) and save it again.') from e
+    except (
+      OSError,
+      EOFError,
+      KeyError,
+      IndexError,
+      TypeError,
+      ValueError,
+      zipfile.BadZipFile,
+    ) as e:
+      raise ValueError(
+        f'{path} is not a readable HammingIndex file ({type(e).__name__}: '
+        f'{e}); it may be truncated or of another format. Rebuild the '
+        'index with HammingIndex(codes) and save it again.'
+      ) from e
     return index
 
   def _restore(self, arrays: dict) -> None:
@@ -493,19 +533,32 @@ class HammingIndex:
     self._bounds = [(int(s), int(n)) for s, n in arrays['bounds']]
     n = len(self._words)
     starts, lengths = zip(*self._bounds) if self._bounds else ((), ())
-    if (not 1 <= self._bits <= MAX_BITS or self._words.dtype != np.uint64
-        or self._words.shape[1:] != (-(-self._bits // 64),) or n == 0
-        or list(starts) != np.cumsum((0,) + lengths[:-1]).tolist()
-        or sum(lengths) != self._bits or not all(0 < x <= 64 for x in lengths)):
+    if (
+      not 1 <= self._bits <= MAX_BITS
+      or self._words.dtype != np.uint64
+      or self._words.shape[1:] != (-(-self._bits // 64),)
+      or n == 0
+      or list(starts) != np.cumsum((0,) + lengths[:-1]).tolist()
+      or sum(lengths) != self._bits
+      or not all(0 < x <= 64 for x in lengths)
+    ):
       raise ValueError('inconsistent codes or substrings')
     tables = []
     for t in range(len(self._bounds)):
       keys, offsets, ids = (arrays[f'{name}_{t}'] for name in ('keys', 'offsets', 'ids'))
-      if (len(ids) != n or len(offsets) != len(keys) + 1 or offsets[0] != 0
-          or offsets[-1] != n or keys.dtype != np.uint64 or np.any(keys[1:] <= keys[:-1])
-          or offsets.dtype not in _ID_DTYPES or ids.dtype not in _ID_DTYPES
-          or np.any(offsets[1:] <= offsets[:-1])
-          or np.any(ids < 0) or np.any(ids >= n)):
+      if (
+        len(ids) != n
+        or len(offsets) != len(keys) + 1
+        or offsets[0] != 0
+        or offsets[-1] != n
+        or keys.dtype != np.uint64
+        or np.any(keys[1:] <= keys[:-1])
+        or offsets.dtype not in _ID_DTYPES
+        or ids.dtype not in _ID_DTYPES
+        or np.any(offsets[1:] <= offsets[:-1])
+        or np.any(ids < 0)
+        or np.any(ids >= n)
+      ):
         raise ValueError(f'inconsistent table {t}')
       tables.append((keys, offsets, ids))
     self._set_tables(tables)

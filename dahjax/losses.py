@@ -10,8 +10,9 @@ span devices count like any other.
 hyper-parameters, returning `(loss, aux)` where `aux` holds each term for logging.
 """
 
+from collections.abc import Callable
 import inspect
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -21,8 +22,9 @@ from dahjax import registry
 from dahjax.models import heads
 
 
-def pairwise_similarity(labels_a: jax.Array, labels_b: jax.Array | None = None
-                        ) -> jax.Array:
+def pairwise_similarity(
+  labels_a: jax.Array, labels_b: jax.Array | None = None
+) -> jax.Array:
   """Computes the pair similarity S: 1 where two label vectors share a label, else 0.
 
   S[i, j] = 1 when y_i . y_j > 0. For single-label data this is "same class", as both
@@ -101,8 +103,10 @@ def _map_row_blocks(fn, rows: jax.Array, *args) -> jax.Array:
 def _pairwise_log_sum(codes: jax.Array) -> jax.Array:
   """P[i, j] = sum_b log(1 - |x_ib - x_jb|), [B, B], for codes in (1/4, 3/4)."""
   return _map_row_blocks(
-      lambda r, x: jnp.sum(jnp.log1p(-jnp.abs(r[:, None, :] - x[None])), axis=-1),
-      codes, codes)
+    lambda r, x: jnp.sum(jnp.log1p(-jnp.abs(r[:, None, :] - x[None])), axis=-1),
+    codes,
+    codes,
+  )
 
 
 def _pairwise_log_sum_fwd(codes):
@@ -116,7 +120,7 @@ def _pairwise_log_sum_bwd(codes, g):
   sym = g + g.T
 
   def block(rows, x):
-    r, w = rows[:, :-x.shape[0]], rows[:, -x.shape[0]:]
+    r, w = rows[:, : -x.shape[0]], rows[:, -x.shape[0] :]
     diff = r[:, None, :] - x[None]
     return jnp.sum(w[:, :, None] * (-jnp.sign(diff) / (1.0 - jnp.abs(diff))), axis=1)
 
@@ -153,8 +157,9 @@ def squared_distances(codes: jax.Array) -> jax.Array:
   return jnp.maximum(sq[:, None] + sq[None, :] - 2.0 * (codes @ codes.T), 0.0)
 
 
-def dah_similarity_term(*, codes: jax.Array, similarity: jax.Array,
-                        threshold: float | None = None) -> jax.Array:
+def dah_similarity_term(
+  *, codes: jax.Array, similarity: jax.Array, threshold: float | None = None
+) -> jax.Array:
   """Computes DAH's similarity term W1 for all pairs of codes.
 
   W1 = ||x_i - x_j||^2 for similar pairs (S = 1) and
@@ -226,9 +231,15 @@ def dah_balance_term(*, codes: jax.Array) -> jax.Array:
   return jnp.square(centred[:, None] + centred[None, :])
 
 
-def dah_hash_loss(*, codes: jax.Array, similarity: jax.Array,
-                  threshold: float | None = None, phi1: float = 1.0,
-                  phi2: float = 1.0, with_terms: bool = False):
+def dah_hash_loss(
+  *,
+  codes: jax.Array,
+  similarity: jax.Array,
+  threshold: float | None = None,
+  phi1: float = 1.0,
+  phi2: float = 1.0,
+  with_terms: bool = False,
+):
   """Computes DAH's hash loss W: the mean over pairs i != j of phi1 W1 + phi2 W2.
 
   The paper's normaliser 1 / A(2n, 2) is 1 / (B (B - 1)) for a batch of B = 2n. A term
@@ -262,7 +273,8 @@ def dah_hash_loss(*, codes: jax.Array, similarity: jax.Array,
   terms = {}
   if phi1:
     terms['w1'] = off_diagonal_mean(
-        dah_similarity_term(codes=codes, similarity=similarity, threshold=threshold))
+      dah_similarity_term(codes=codes, similarity=similarity, threshold=threshold)
+    )
   if phi2:
     terms['w2'] = off_diagonal_mean(dah_balance_term(codes=codes))
   weights = {'w1': phi1, 'w2': phi2}
@@ -300,9 +312,15 @@ def softmax_cross_entropy(*, logits: jax.Array, labels: jax.Array) -> jax.Array:
   return jnp.mean(optax.softmax_cross_entropy(logits, targets))
 
 
-def dah_loss(*, outputs: dict[str, jax.Array], labels: jax.Array,
-             threshold: float | None = None, phi1: float = 1.0, phi2: float = 1.0,
-             ce_weight: float = 1.0) -> tuple[jax.Array, dict[str, jax.Array]]:
+def dah_loss(
+  *,
+  outputs: dict[str, jax.Array],
+  labels: jax.Array,
+  threshold: float | None = None,
+  phi1: float = 1.0,
+  phi2: float = 1.0,
+  ce_weight: float = 1.0,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
   """Computes DAH's total loss: softmax cross-entropy + phi1 W1 + phi2 W2.
 
   The paper trains the classifier with a softmax cross-entropy and the hash layer with
@@ -338,16 +356,23 @@ def dah_loss(*, outputs: dict[str, jax.Array], labels: jax.Array,
   """
   aux = {}
   if ce_weight:
-    aux['ce'] = softmax_cross_entropy(logits=outputs['logits'].astype(jnp.float32),
-                                      labels=labels)
-  w, terms = dah_hash_loss(codes=outputs['hash'].astype(jnp.float32),
-                           similarity=pairwise_similarity(labels), threshold=threshold,
-                           phi1=phi1, phi2=phi2, with_terms=True)
+    aux['ce'] = softmax_cross_entropy(
+      logits=outputs['logits'].astype(jnp.float32), labels=labels
+    )
+  w, terms = dah_hash_loss(
+    codes=outputs['hash'].astype(jnp.float32),
+    similarity=pairwise_similarity(labels),
+    threshold=threshold,
+    phi1=phi1,
+    phi2=phi2,
+    with_terms=True,
+  )
   return ce_weight * aux.get('ce', 0.0) + w, {**aux, **terms}
 
 
-def dpfah_likelihood_loss(*, codes: jax.Array, similarity: jax.Array,
-                          alpha: float = 0.5) -> jax.Array:
+def dpfah_likelihood_loss(
+  *, codes: jax.Array, similarity: jax.Array, alpha: float = 0.5
+) -> jax.Array:
   """Computes DPFAH's pairwise negative log-likelihood L1 over the pairs i != j.
 
   L1 = mean_{i != j} [log(1 + exp(theta_ij)) - s_ij theta_ij], theta = alpha <c_i, c_j>,
@@ -444,13 +469,22 @@ def sigmoid_cross_entropy(*, logits: jax.Array, labels: jax.Array) -> jax.Array:
     Yang, Wang & Cheng, "Deep parameter-free attention hashing for image
     retrieval", Scientific Reports 2022, eq. 14.
   """
-  return jnp.mean(jnp.sum(optax.sigmoid_binary_cross_entropy(
-      logits, jnp.asarray(labels, logits.dtype)), axis=-1))
+  return jnp.mean(
+    jnp.sum(
+      optax.sigmoid_binary_cross_entropy(logits, jnp.asarray(labels, logits.dtype)), axis=-1
+    )
+  )
 
 
-def dpfah_loss(*, outputs: dict[str, jax.Array], labels: jax.Array, alpha: float = 0.5,
-               delta: float = 1.1, eta: float = 10.0, zeta: float = 0.1
-               ) -> tuple[jax.Array, dict[str, jax.Array]]:
+def dpfah_loss(
+  *,
+  outputs: dict[str, jax.Array],
+  labels: jax.Array,
+  alpha: float = 0.5,
+  delta: float = 1.1,
+  eta: float = 10.0,
+  zeta: float = 0.1,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
   """Computes DPFAH's total loss L = L1 + eta L2 + zeta L3.
 
   L1 runs on the clipped codes f(u) = clip(u, -1, 1), L2 on the raw u. The defaults
@@ -485,16 +519,17 @@ def dpfah_loss(*, outputs: dict[str, jax.Array], labels: jax.Array, alpha: float
     retrieval", Scientific Reports 2022, eqs. 12-15; Tables 3-4 (eta, zeta).
   """
   u = outputs['hash'].astype(jnp.float32)
-  l1 = dpfah_likelihood_loss(codes=heads.clip_codes(u),
-                             similarity=pairwise_similarity(labels), alpha=alpha)
+  l1 = dpfah_likelihood_loss(
+    codes=heads.clip_codes(u), similarity=pairwise_similarity(labels), alpha=alpha
+  )
   l2 = dpfah_quantization_loss(u=u, delta=delta)
   l3 = sigmoid_cross_entropy(logits=outputs['logits'].astype(jnp.float32), labels=labels)
   return l1 + eta * l2 + zeta * l3, {'l1': l1, 'l2': l2, 'l3': l3}
 
 
 _LOSSES: dict[str, Callable[..., tuple[jax.Array, dict[str, jax.Array]]]] = {
-    'dah': dah_loss,
-    'dpfah': dpfah_loss,
+  'dah': dah_loss,
+  'dpfah': dpfah_loss,
 }
 
 

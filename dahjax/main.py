@@ -22,16 +22,27 @@ from dahjax import train
 from dahjax import validation
 from dahjax.models import conv
 
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, splits, '
-                               'metrics and evaluation outputs.', required=True)
-_MODE = flags.DEFINE_enum('mode', 'train_and_eval', ['train_and_eval', 'eval'],
-                          'Train then evaluate, or only evaluate a checkpoint.')
-_CHECKPOINT_STEP = flags.DEFINE_integer('checkpoint_step', None,
-                                        'With --mode=eval: the step to evaluate '
-                                        '(default: the latest).')
+_WORKDIR = flags.DEFINE_string(
+  'workdir',
+  None,
+  'Directory for checkpoints, splits, metrics and evaluation outputs.',
+  required=True,
+)
+_MODE = flags.DEFINE_enum(
+  'mode',
+  'train_and_eval',
+  ['train_and_eval', 'eval'],
+  'Train then evaluate, or only evaluate a checkpoint.',
+)
+_CHECKPOINT_STEP = flags.DEFINE_integer(
+  'checkpoint_step', None, 'With --mode=eval: the step to evaluate (default: the latest).'
+)
 _COORDINATOR = flags.DEFINE_string(
-    'coordinator_address', None, 'host:port of process 0, for a multi-process run '
-    'outside Cloud TPU, Slurm and Open MPI (which are detected).')
+  'coordinator_address',
+  None,
+  'host:port of process 0, for a multi-process run '
+  'outside Cloud TPU, Slurm and Open MPI (which are detected).',
+)
 _NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Processes of the run.')
 _PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process, 0-based.')
 config_flags.DEFINE_config_file('config', None, 'Config file.', lock_config=True)
@@ -55,11 +66,19 @@ def unknown_field_message(argv: list[str], error: Exception) -> str:
   text = str(error.args[0] if error.args else error)
   close = re.search(r'Did you mean "([^"]+)" instead of "([^"]+)"', text)
   key = close.group(2) if close else (re.findall(r'\w+', text) or ['?'])[0]
-  flag = next((a.split('=')[0] for a in argv
-               if a.startswith('--config.') and re.search(rf'\.{re.escape(key)}\b', a)),
-              f'--config...{key}')
-  hint = (f"; did you mean '{close.group(1)}'?" if close
-          else '; configs/default.py defines every field.')
+  flag = next(
+    (
+      a.split('=')[0]
+      for a in argv
+      if a.startswith('--config.') and re.search(rf'\.{re.escape(key)}\b', a)
+    ),
+    f'--config...{key}',
+  )
+  hint = (
+    f"; did you mean '{close.group(1)}'?"
+    if close
+    else '; configs/default.py defines every field.'
+  )
   return f"{flag}: the config has no field '{key}'{hint}"
 
 

@@ -17,7 +17,9 @@ import os
 
 from absl import logging
 import jax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 import numpy as np
 
 
@@ -33,8 +35,11 @@ def _cluster_detected() -> str | None:
   return None
 
 
-def initialize(coordinator_address: str | None = None, num_processes: int | None = None,
-               process_id: int | None = None) -> None:
+def initialize(
+  coordinator_address: str | None = None,
+  num_processes: int | None = None,
+  process_id: int | None = None,
+) -> None:
   """Joins JAX's distributed runtime; must run before any JAX computation.
 
   With `coordinator_address` (host:port of process 0), `num_processes` and `process_id`
@@ -44,9 +49,11 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
   explicit = (coordinator_address, num_processes, process_id)
   if any(v is not None for v in explicit):
     if any(v is None for v in explicit):
-      raise ValueError('A multi-process run needs --coordinator_address, --num_processes '
-                       'and --process_id together, got '
-                       f'{coordinator_address!r}, {num_processes!r}, {process_id!r}.')
+      raise ValueError(
+        'A multi-process run needs --coordinator_address, --num_processes '
+        'and --process_id together, got '
+        f'{coordinator_address!r}, {num_processes!r}, {process_id!r}.'
+      )
     if not 0 <= process_id < num_processes:
       raise ValueError(f'--process_id={process_id} must lie in [0, {num_processes}).')
     jax.distributed.initialize(coordinator_address, num_processes, process_id)
@@ -55,15 +62,21 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
     jax.distributed.initialize()
   else:
     return
-  logging.info('Process %d of %d; %d local and %d global devices.', jax.process_index(),
-               jax.process_count(), jax.local_device_count(), jax.device_count())
+  logging.info(
+    'Process %d of %d; %d local and %d global devices.',
+    jax.process_index(),
+    jax.process_count(),
+    jax.local_device_count(),
+    jax.device_count(),
+  )
 
 
 def create_mesh(devices=None) -> Mesh:
   """A 1-D 'data' mesh over `devices` (default: every device of every process)."""
   devices = jax.devices() if devices is None else list(devices)
-  return jax.make_mesh((len(devices),), ('data',), devices=devices,
-                       axis_types=(jax.sharding.AxisType.Auto,))
+  return jax.make_mesh(
+    (len(devices),), ('data',), devices=devices, axis_types=(jax.sharding.AxisType.Auto,)
+  )
 
 
 def data_sharding(mesh: Mesh) -> NamedSharding:
@@ -78,13 +91,14 @@ def check_batch_size(batch_size: int, what: str = 'batch_size') -> None:
   """Raises unless the global batch splits evenly over devices and processes."""
   devices, processes = jax.device_count(), jax.process_count()
   if batch_size % devices or batch_size % processes:
-    raise ValueError(f'{what}={batch_size} must be divisible by the {devices} devices '
-                     f'(and {processes} processes) it is split over; pick a multiple '
-                     f'of {np.lcm(devices, processes)}.')
+    raise ValueError(
+      f'{what}={batch_size} must be divisible by the {devices} devices '
+      f'(and {processes} processes) it is split over; pick a multiple '
+      f'of {np.lcm(devices, processes)}.'
+    )
 
 
 def global_batch(local: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
   """Assembles each process's rows into global arrays sharded on 'data'."""
   sharding = data_sharding(mesh)
-  return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x),
-                      local)
+  return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), local)

@@ -24,8 +24,11 @@ class MetricWriter:
   def __init__(self, workdir: str):
     self._active = jax.process_index() == 0
     self._path = os.path.join(workdir, 'metrics.jsonl')
-    self._tb = (tensorboardX.SummaryWriter(os.path.join(workdir, 'tensorboard'))
-                if self._active else None)
+    self._tb = (
+      tensorboardX.SummaryWriter(os.path.join(workdir, 'tensorboard'))
+      if self._active
+      else None
+    )
 
   def write(self, step: int, metrics: dict[str, Any]) -> None:
     if not self._active:
@@ -50,8 +53,14 @@ class ProgressLog:
   the speed and the ETA.
   """
 
-  def __init__(self, writer: MetricWriter, total_steps: int, batch_size: int,
-               start_step: int, clock=time.monotonic):
+  def __init__(
+    self,
+    writer: MetricWriter,
+    total_steps: int,
+    batch_size: int,
+    start_step: int,
+    clock=time.monotonic,
+  ):
     self._writer, self._clock = writer, clock
     self._total, self._batch = total_steps, batch_size
     self._last_step, self._last_time = start_step, clock()
@@ -64,9 +73,11 @@ class ProgressLog:
     if step > self._last_step and now > self._last_time:
       rate = (step - self._last_step) / (now - self._last_time)
       speed = {'steps_per_sec': rate, 'images_per_sec': rate * self._batch}
-      line = (f'step {step}/{self._total}  {terms}  {rate:.2f} steps/s  '
-              f'{rate * self._batch:.1f} images/s  '
-              f'ETA {format_duration((self._total - step) / rate)}')
+      line = (
+        f'step {step}/{self._total}  {terms}  {rate:.2f} steps/s  '
+        f'{rate * self._batch:.1f} images/s  '
+        f'ETA {format_duration((self._total - step) / rate)}'
+      )
     else:
       line = f'step {step}/{self._total}  {terms}'
     self._last_step, self._last_time = step, now
@@ -86,8 +97,7 @@ class EncodeProgress:
   compilation, does not distort images/s and the ETA.
   """
 
-  def __init__(self, name: str, total: int, interval: float = 5.0,
-               clock=time.monotonic):
+  def __init__(self, name: str, total: int, interval: float = 5.0, clock=time.monotonic):
     self._name, self._total, self._interval, self._clock = name, total, interval, clock
     self._created = clock()
     self._start, self._start_done = None, 0  # Time and images done at the first update.
@@ -109,17 +119,20 @@ class EncodeProgress:
       return None
     self._last = now
     rate = self._rate(now, done) or 1e-9
-    line = (f'Encoding {self._name}: {done:,}/{self._total:,} '
-            f'({100 * done / self._total:.0f}%), {rate:,.0f} images/s, '
-            f'ETA {format_duration((self._total - done) / rate)}')
+    line = (
+      f'Encoding {self._name}: {done:,}/{self._total:,} '
+      f'({100 * done / self._total:.0f}%), {rate:,.0f} images/s, '
+      f'ETA {format_duration((self._total - done) / rate)}'
+    )
     logging.info(line)
     return line
 
   def finish(self, done: int) -> str:
     """Logs and returns the closing line: images, wall time and speed."""
     now = self._clock()
-    line = (f'Encoded {self._name}: {done:,} images in '
-            f'{format_duration(now - self._created)}')
+    line = (
+      f'Encoded {self._name}: {done:,} images in {format_duration(now - self._created)}'
+    )
     rate = self._rate(now, done)
     if rate is not None:
       line += f' ({rate:,.0f} images/s after the first batch, which compiles)'

@@ -1,12 +1,12 @@
 """Named components: every registry is a dict of name -> component, read through `lookup`."""
 
-from typing import Mapping, TypeVar
+from collections.abc import Mapping
+from typing import TypeVar
 
 T = TypeVar('T')
 
 
-def lookup(registry: Mapping[str, T], name: str, what: str,
-           plural: str | None = None) -> T:
+def lookup(registry: Mapping[str, T], name: str, what: str, plural: str | None = None) -> T:
   """`registry[name]`; an unknown name raises ValueError listing the valid names.
 
   Args:
@@ -19,6 +19,8 @@ def lookup(registry: Mapping[str, T], name: str, what: str,
     ValueError: "Unknown <what> '<name>'; valid <plural>: <names, sorted>."
   """
   if name not in registry:
-    raise ValueError(f'Unknown {what} {name!r}; valid {plural or what + "s"}: '
-                     f'{", ".join(sorted(registry))}.')
+    raise ValueError(
+      f'Unknown {what} {name!r}; valid {plural or what + "s"}: '
+      f'{", ".join(sorted(registry))}.'
+    )
   return registry[name]

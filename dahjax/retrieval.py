@@ -9,10 +9,10 @@ Hamming radius, the PR curve, bit balance); `retrieval_metrics` defines them.
 How the computation scales: docs/design.md, section dahjax/retrieval.py.
 """
 
+from collections.abc import Sequence
 import concurrent.futures
 import dataclasses
 import os
-from typing import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -48,8 +48,9 @@ def pack_codes(codes: jax.Array) -> jax.Array:
   """
   n, bits = codes.shape
   words = -(-bits // 32)
-  padded = jnp.zeros((n, words * 32), jnp.uint32).at[:, :bits].set(
-      codes.astype(jnp.uint32) & 1)
+  padded = (
+    jnp.zeros((n, words * 32), jnp.uint32).at[:, :bits].set(codes.astype(jnp.uint32) & 1)
+  )
   shifts = jnp.arange(32, dtype=jnp.uint32)
   return jnp.sum(padded.reshape(n, words, 32) << shifts, axis=-1, dtype=jnp.uint32)
 
@@ -87,8 +88,9 @@ def hamming_distance(a, b):
 
 
 @jax.jit
-def _distances_and_relevance(query_words, database_words, query_label_words,
-                             database_label_words):
+def _distances_and_relevance(
+  query_words, database_words, query_label_words, database_label_words
+):
   # uint8 distances make the sort that follows a radix sort.
   dist = hamming_distance(query_words[:, None, :], database_words[None, :, :])
   shared = jnp.bitwise_and(query_label_words[:, None, :], database_label_words[None, :, :])
@@ -98,22 +100,28 @@ def _distances_and_relevance(query_words, database_words, query_label_words,
 def check_bits(bits: int) -> None:
   """Raises ValueError for codes longer than retrieval supports (`MAX_BITS`)."""
   if bits > MAX_BITS:
-    raise ValueError(f'Codes of {bits} bits are not supported: retrieval counts Hamming '
-                     f'distances in uint8, so codes have at most {MAX_BITS} bits.')
+    raise ValueError(
+      f'Codes of {bits} bits are not supported: retrieval counts Hamming '
+      f'distances in uint8, so codes have at most {MAX_BITS} bits.'
+    )
 
 
 def _check_inputs(query_codes, database_codes, query_labels, database_labels):
-  arrays = [np.asarray(a) for a in (query_codes, database_codes, query_labels,
-                                    database_labels)]
+  arrays = [
+    np.asarray(a) for a in (query_codes, database_codes, query_labels, database_labels)
+  ]
   names = ('query_codes', 'database_codes', 'query_labels', 'database_labels')
   for name, a in zip(names, arrays):
     if a.ndim != 2:
-      raise ValueError(f'{name} must be a 2-D 0/1 array [n, bits or classes], '
-                       f'got shape {a.shape}.')
+      raise ValueError(
+        f'{name} must be a 2-D 0/1 array [n, bits or classes], got shape {a.shape}.'
+      )
   q, d, ql, dl = arrays
   if q.shape[1] != d.shape[1]:
-    raise ValueError(f'Query codes have {q.shape[1]} bits but database codes have '
-                     f'{d.shape[1]}: encode both with the same model.')
+    raise ValueError(
+      f'Query codes have {q.shape[1]} bits but database codes have '
+      f'{d.shape[1]}: encode both with the same model.'
+    )
   check_bits(q.shape[1])
   if len(d) == 0:
     raise ValueError('The database is empty: nothing to retrieve.')
@@ -121,11 +129,14 @@ def _check_inputs(query_codes, database_codes, query_labels, database_labels):
     raise ValueError('There are no queries.')
   for codes, labels, which in ((q, ql, 'query'), (d, dl, 'database')):
     if len(codes) != len(labels):
-      raise ValueError(f'{which} codes have {len(codes)} rows but {which} labels have '
-                       f'{len(labels)}: they must describe the same items.')
+      raise ValueError(
+        f'{which} codes have {len(codes)} rows but {which} labels have '
+        f'{len(labels)}: they must describe the same items.'
+      )
   if ql.shape[1] != dl.shape[1]:
-    raise ValueError(f'Query labels have {ql.shape[1]} classes but database labels have '
-                     f'{dl.shape[1]}.')
+    raise ValueError(
+      f'Query labels have {ql.shape[1]} classes but database labels have {dl.shape[1]}.'
+    )
   return q, d, ql, dl
 
 
@@ -133,19 +144,22 @@ def _check_count(value: int | None, n_db: int, what: str) -> int:
   if value is None:
     return n_db
   if not isinstance(value, (int, np.integer)) or not 1 <= value <= n_db:
-    raise ValueError(f'{what}={value} must lie in [1, {n_db}] (the database size); '
-                     'use None for the whole database.')
+    raise ValueError(
+      f'{what}={value} must lie in [1, {n_db}] (the database size); '
+      'use None for the whole database.'
+    )
   return int(value)
 
 
 @dataclasses.dataclass
 class _ChunkResult:
   """Per-query results of one chunk of queries."""
-  ap: np.ndarray                # [q] AP@K, ties by index.
-  ap_tie_aware: np.ndarray      # [q] tie-aware AP@K.
-  precision_at: np.ndarray      # [q, len(ns)] precision@N, ties by index.
-  hist: np.ndarray              # [q, bits + 1] items per distance.
-  rel_hist: np.ndarray          # [q, bits + 1] relevant items per distance.
+
+  ap: np.ndarray  # [q] AP@K, ties by index.
+  ap_tie_aware: np.ndarray  # [q] tie-aware AP@K.
+  precision_at: np.ndarray  # [q, len(ns)] precision@N, ties by index.
+  hist: np.ndarray  # [q, bits + 1] items per distance.
+  rel_hist: np.ndarray  # [q, bits + 1] relevant items per distance.
 
 
 class _Harmonic:
@@ -169,15 +183,16 @@ def _tie_aware_ap(hist, rel_hist, topk, harmonic) -> np.ndarray:
   """
   before = np.cumsum(hist, axis=1) - hist
   rel_before = np.cumsum(rel_hist, axis=1) - rel_hist
-  taken = np.clip(topk - before, 0, hist)                      # m per bucket.
+  taken = np.clip(topk - before, 0, hist)  # m per bucket.
   n, npos = hist.astype(np.float64), rel_hist.astype(np.float64)
   b = np.where(n > 1, (npos - 1) / np.maximum(n - 1, 1), 0.0)
   a = rel_before + 1.0
   sums = b * taken + (a - b * (before + 1)) * (harmonic(before + taken) - harmonic(before))
   expected_precision = np.sum(np.where(n > 0, npos / np.maximum(n, 1) * sums, 0.0), axis=1)
   expected_relevant = np.sum(np.where(n > 0, npos * taken / np.maximum(n, 1), 0.0), axis=1)
-  return np.where(expected_relevant > 0,
-                  expected_precision / np.maximum(expected_relevant, 1e-300), 0.0)
+  return np.where(
+    expected_relevant > 0, expected_precision / np.maximum(expected_relevant, 1e-300), 0.0
+  )
 
 
 def _ranked_positions(order, rel_row, topk: int, ns: Sequence[int]):
@@ -186,8 +201,8 @@ def _ranked_positions(order, rel_row, topk: int, ns: Sequence[int]):
   Only the ranks of the relevant items matter: AP@K is the mean of m / rank of the m-th
   relevant item over those within the top K, and precision@N counts the ranks up to N.
   """
-  positions = np.flatnonzero(rel_row[order]) + 1          # 1-based ranks, ascending.
-  in_top = positions[:np.searchsorted(positions, topk, side='right')]
+  positions = np.flatnonzero(rel_row[order]) + 1  # 1-based ranks, ascending.
+  in_top = positions[: np.searchsorted(positions, topk, side='right')]
   ap = np.mean(np.arange(1, len(in_top) + 1) / in_top) if len(in_top) else 0.0
   precision = [np.searchsorted(positions, n, side='right') / n for n in ns]
   return ap, precision, positions
@@ -212,8 +227,9 @@ def _process_chunk(dist, rel, bits, topk, ns, harmonic) -> _ChunkResult:
       hist[i] = np.diff(np.searchsorted(sorted_dist, values))
       ap[i], precision_at[i], positions = _ranked_positions(orders[i], rel[i], topk, ns)
       rel_hist[i] = np.bincount(sorted_dist[positions - 1], minlength=bits + 1)
-    return _ChunkResult(ap, _tie_aware_ap(hist, rel_hist, topk, harmonic), precision_at,
-                        hist, rel_hist)
+    return _ChunkResult(
+      ap, _tie_aware_ap(hist, rel_hist, topk, harmonic), precision_at, hist, rel_hist
+    )
   for i in range(q):
     hist[i] = np.bincount(dist[i], minlength=bits + 1)
     rel_hist[i] = np.bincount(dist[i][rel[i]], minlength=bits + 1)
@@ -222,8 +238,9 @@ def _process_chunk(dist, rel, bits, topk, ns, harmonic) -> _ChunkResult:
     candidates = np.flatnonzero(dist[i] <= threshold)
     order = candidates[np.argsort(dist[i][candidates], kind='stable')[:depth]]
     ap[i], precision_at[i], _ = _ranked_positions(order, rel[i], topk, ns)
-  return _ChunkResult(ap, _tie_aware_ap(hist, rel_hist, topk, harmonic), precision_at,
-                      hist, rel_hist)
+  return _ChunkResult(
+    ap, _tie_aware_ap(hist, rel_hist, topk, harmonic), precision_at, hist, rel_hist
+  )
 
 
 def _pack_labels(labels: np.ndarray) -> jax.Array:
@@ -234,8 +251,9 @@ def _chunk_size(n_queries: int, n_db: int) -> int:
   return max(1, min(n_queries, _CHUNK_CELLS // n_db))
 
 
-def _ranking_results(query_codes, database_codes, query_labels, database_labels,
-                     topk: int, ns: Sequence[int]) -> list[_ChunkResult]:
+def _ranking_results(
+  query_codes, database_codes, query_labels, database_labels, topk: int, ns: Sequence[int]
+) -> list[_ChunkResult]:
   n_q, n_db, bits = len(query_codes), len(database_codes), query_codes.shape[1]
   chunk = _chunk_size(n_q, n_db)
   db_words = pack_codes(jnp.asarray(database_codes))
@@ -248,9 +266,10 @@ def _ranking_results(query_codes, database_codes, query_labels, database_labels,
     stop = min(start + chunk, n_q)
     # Pad the last chunk to the full chunk size so the kernel compiles once.
     idx = np.minimum(np.arange(start, start + chunk), n_q - 1)
-    dist, rel = _distances_and_relevance(q_words[idx], db_words, q_label_words[idx],
-                                         db_label_words)
-    return np.asarray(dist)[:stop - start], np.asarray(rel)[:stop - start]
+    dist, rel = _distances_and_relevance(
+      q_words[idx], db_words, q_label_words[idx], db_label_words
+    )
+    return np.asarray(dist)[: stop - start], np.asarray(rel)[: stop - start]
 
   # XLA computes the next chunk's distances while NumPy ranks earlier ones in threads;
   # at most `workers` chunks wait, which bounds memory.
@@ -260,8 +279,9 @@ def _ranking_results(query_codes, database_codes, query_labels, database_labels,
     for start in range(0, n_q, chunk):
       if len(pending) >= workers:
         results.append(pending.pop(0).result())
-      pending.append(pool.submit(_process_chunk, *distances(start), bits, topk, ns,
-                                 harmonic))
+      pending.append(
+        pool.submit(_process_chunk, *distances(start), bits, topk, ns, harmonic)
+      )
     results += [f.result() for f in pending]
   return results
 
@@ -276,10 +296,18 @@ def _radius_metrics(hist: np.ndarray, rel_hist: np.ndarray):
   return precision, recall
 
 
-def retrieval_metrics(query_codes, database_codes, query_labels, database_labels, *,
-                      topk: int | None = None, precision_at: int | None = 1000,
-                      radius: int = 2, curves: bool = False,
-                      curve_points: Sequence[int] | None = None) -> dict:
+def retrieval_metrics(
+  query_codes,
+  database_codes,
+  query_labels,
+  database_labels,
+  *,
+  topk: int | None = None,
+  precision_at: int | None = 1000,
+  radius: int = 2,
+  curves: bool = False,
+  curve_points: Sequence[int] | None = None,
+) -> dict:
   """Computes all ranking metrics of Hamming ranking in one pass over the database.
 
   Each query ranks the database by Hamming distance, ties broken by database index (a
@@ -359,18 +387,24 @@ def retrieval_metrics(query_codes, database_codes, query_labels, database_labels
   p_at = cat('precision_at')
   precision_r, recall_r = _radius_metrics(cat('hist'), cat('rel_hist'))
   r = min(radius, bits)
-  out = {'map': float(np.mean(cat('ap'))),
-         'map_tie_aware': float(np.mean(cat('ap_tie_aware')))}
+  out = {
+    'map': float(np.mean(cat('ap'))),
+    'map_tie_aware': float(np.mean(cat('ap_tie_aware'))),
+  }
   if n_at is not None:
     out[f'precision_at_{precision_at}'] = float(np.mean(p_at[:, ns.index(n_at)]))
   out[f'precision_radius_{radius}'] = float(np.mean(precision_r[:, r]))
   out[f'recall_radius_{radius}'] = float(np.mean(recall_r[:, r]))
   if curves:
     out['precision_at_n'] = {
-        'n': points, 'precision': [float(np.mean(p_at[:, ns.index(n)])) for n in points]}
-    out['radius_curve'] = {'radius': list(range(bits + 1)),
-                           'precision': np.mean(precision_r, axis=0).tolist(),
-                           'recall': np.mean(recall_r, axis=0).tolist()}
+      'n': points,
+      'precision': [float(np.mean(p_at[:, ns.index(n)])) for n in points],
+    }
+    out['radius_curve'] = {
+      'radius': list(range(bits + 1)),
+      'precision': np.mean(precision_r, axis=0).tolist(),
+      'recall': np.mean(recall_r, axis=0).tolist(),
+    }
   return out
 
 
@@ -384,8 +418,9 @@ def _default_curve_points() -> list[int]:
   return [1, 5, 10, 20, 50, *range(100, 1001, 100)]
 
 
-def mean_average_precision(query_codes, database_codes, query_labels, database_labels,
-                           topk: int | None = None) -> float:
+def mean_average_precision(
+  query_codes, database_codes, query_labels, database_labels, topk: int | None = None
+) -> float:
   """Computes mAP@topk of Hamming ranking, ties broken by database index.
 
   AP@K is the mean of precision@rank over the relevant items in a query's top K, 0 for
@@ -423,12 +458,14 @@ def mean_average_precision(query_codes, database_codes, query_labels, database_l
     retrieval", Scientific Reports 2022, "Evaluation metrics and settings" and
     Table 6.
   """
-  return retrieval_metrics(query_codes, database_codes, query_labels, database_labels,
-                           topk=topk, precision_at=None)['map']
+  return retrieval_metrics(
+    query_codes, database_codes, query_labels, database_labels, topk=topk, precision_at=None
+  )['map']
 
 
-def tie_aware_map(query_codes, database_codes, query_labels, database_labels,
-                  topk: int | None = None) -> float:
+def tie_aware_map(
+  query_codes, database_codes, query_labels, database_labels, topk: int | None = None
+) -> float:
   """Computes the tie-aware mAP@topk: AP averaged over every order of tied items.
 
   Items at equal Hamming distance have no order of their own; the tie-aware AP takes
@@ -459,8 +496,9 @@ def tie_aware_map(query_codes, database_codes, query_labels, database_labels,
   References:
     He et al., "Hashing as Tie-Aware Learning to Rank", CVPR 2018, eq. 8.
   """
-  return retrieval_metrics(query_codes, database_codes, query_labels, database_labels,
-                           topk=topk, precision_at=None)['map_tie_aware']
+  return retrieval_metrics(
+    query_codes, database_codes, query_labels, database_labels, topk=topk, precision_at=None
+  )['map_tie_aware']
 
 
 def bit_balance(codes) -> float:
@@ -519,8 +557,10 @@ def bit_balance_summary(codes) -> dict[str, float | int | None]:
   """
   per_bit = per_bit_balance(codes)
   constant = int(np.sum(~np.isfinite(per_bit)))
-  return {'bit_balance': None if constant else float(np.mean(per_bit)),
-          'constant_bits': constant}
+  return {
+    'bit_balance': None if constant else float(np.mean(per_bit)),
+    'constant_bits': constant,
+  }
 
 
 def per_bit_balance(codes) -> np.ndarray:

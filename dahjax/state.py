@@ -1,9 +1,10 @@
 """The train state: model and optimiser construction, the initial state, and the
 parameters of a checkpoint restored for evaluation (no optimiser built)."""
 
+from collections.abc import Callable
 import dataclasses
 import functools
-from typing import Any, Callable
+from typing import Any
 
 from flax.training import train_state
 import jax
@@ -24,6 +25,7 @@ class TrainState(train_state.TrainState):
 @dataclasses.dataclass(frozen=True)
 class EvalState:
   """What evaluation needs of a state: the variables and the step they belong to."""
+
   params: Any
   batch_stats: Any
   step: Any
@@ -32,8 +34,9 @@ class EvalState:
 def _adam(opt: ml_collections.ConfigDict) -> optax.GradientTransformation:
   # DAH Sec. 4.1: Adam, learning rate 1e-3, b1 0.9, b2 0.999.
   if opt.weight_decay:
-    return optax.adamw(opt.learning_rate, b1=opt.b1, b2=opt.b2,
-                       weight_decay=opt.weight_decay)
+    return optax.adamw(
+      opt.learning_rate, b1=opt.b1, b2=opt.b2, weight_decay=opt.weight_decay
+    )
   return optax.adam(opt.learning_rate, b1=opt.b1, b2=opt.b2)
 
 
@@ -41,17 +44,19 @@ def _rmsprop(opt: ml_collections.ConfigDict) -> optax.GradientTransformation:
   # DPFAH Sec. 4.2 (RMSProp, weight decay 1e-5) as PyTorch's `torch.optim.RMSprop`
   # computes it: squared-gradient averages with `decay` (PyTorch's alpha), eps outside
   # the square root, and weight decay added to the gradient (L2, not decoupled).
-  rmsprop = optax.rmsprop(opt.learning_rate, decay=opt.decay, eps=opt.eps,
-                          eps_in_sqrt=False)
+  rmsprop = optax.rmsprop(
+    opt.learning_rate, decay=opt.decay, eps=opt.eps, eps_in_sqrt=False
+  )
   if opt.weight_decay:
     return optax.chain(optax.add_decayed_weights(opt.weight_decay), rmsprop)
   return rmsprop
 
 
-OPTIMIZERS: dict[str, Callable[[ml_collections.ConfigDict],
-                               optax.GradientTransformation]] = {
-    'adam': _adam,
-    'rmsprop': _rmsprop,
+OPTIMIZERS: dict[
+  str, Callable[[ml_collections.ConfigDict], optax.GradientTransformation]
+] = {
+  'adam': _adam,
+  'rmsprop': _rmsprop,
 }
 
 
@@ -77,16 +82,21 @@ def init_variables(rng: jax.Array, config: ml_collections.ConfigDict, model):
   return variables
 
 
-def create_train_state(rng: jax.Array, config: ml_collections.ConfigDict,
-                       model) -> TrainState:
+def create_train_state(
+  rng: jax.Array, config: ml_collections.ConfigDict, model
+) -> TrainState:
   variables = init_variables(rng, config, model)
-  return TrainState.create(apply_fn=model.apply, params=variables['params'],
-                           batch_stats=variables.get('batch_stats', {}),
-                           tx=create_optimizer(config))
+  return TrainState.create(
+    apply_fn=model.apply,
+    params=variables['params'],
+    batch_stats=variables.get('batch_stats', {}),
+    tx=create_optimizer(config),
+  )
 
 
-def restore_for_eval(config: ml_collections.ConfigDict, workdir: str, model,
-                     checkpoint_step: int | None = None) -> EvalState:
+def restore_for_eval(
+  config: ml_collections.ConfigDict, workdir: str, model, checkpoint_step: int | None = None
+) -> EvalState:
   """The parameters and BatchNorm statistics of a checkpoint of `workdir` (the latest,
   or `checkpoint_step`), without the optimiser state.
 
@@ -97,9 +107,15 @@ def restore_for_eval(config: ml_collections.ConfigDict, workdir: str, model,
   step = checkpoints.step_to_evaluate(config, workdir, checkpoint_step)
   manager = checkpoints.create_manager(workdir, config, read_only=True)
   size = config.data.image_size
-  variables = jax.eval_shape(functools.partial(model.init, train=False),
-                             jax.random.key(0), jnp.zeros((1, size, size, 3)))
-  target = {'params': variables['params'], 'batch_stats': variables.get('batch_stats', {}),
-            'step': jax.ShapeDtypeStruct((), jnp.int32)}
+  variables = jax.eval_shape(
+    functools.partial(model.init, train=False),
+    jax.random.key(0),
+    jnp.zeros((1, size, size, 3)),
+  )
+  target = {
+    'params': variables['params'],
+    'batch_stats': variables.get('batch_stats', {}),
+    'step': jax.ShapeDtypeStruct((), jnp.int32),
+  }
   restored = checkpoints.restore_partial(manager, step, target, workdir)
   return EvalState(restored['params'], restored['batch_stats'], restored['step'])

@@ -26,8 +26,13 @@ from dahjax.data import input_data
 from dahjax.data import pipeline
 
 
-def loss_and_grads(state: state_lib.TrainState, batch: dict[str, jax.Array], *, loss_fn,
-                   loss_kwargs: dict[str, Any]):
+def loss_and_grads(
+  state: state_lib.TrainState,
+  batch: dict[str, jax.Array],
+  *,
+  loss_fn,
+  loss_kwargs: dict[str, Any],
+):
   """((loss, (loss terms, new BatchNorm statistics)), gradients) on a global batch.
 
   Under a mesh the batch is one global array: the pairwise losses see every pair of
@@ -37,20 +42,28 @@ def loss_and_grads(state: state_lib.TrainState, batch: dict[str, jax.Array], *, 
 
   def compute_loss(params):
     outputs, updates = state.apply_fn(
-        {'params': params, 'batch_stats': state.batch_stats}, batch['image'],
-        train=True, mutable=['batch_stats'])
+      {'params': params, 'batch_stats': state.batch_stats},
+      batch['image'],
+      train=True,
+      mutable=['batch_stats'],
+    )
     loss, aux = loss_fn(outputs=outputs, labels=batch['label'], **loss_kwargs)
     return loss, (aux, updates['batch_stats'])
 
   return jax.value_and_grad(compute_loss, has_aux=True)(state.params)
 
 
-def train_step(state: state_lib.TrainState, batch: dict[str, jax.Array], *, loss_fn,
-               loss_kwargs: dict[str, Any]
-               ) -> tuple[state_lib.TrainState, dict[str, jax.Array]]:
+def train_step(
+  state: state_lib.TrainState,
+  batch: dict[str, jax.Array],
+  *,
+  loss_fn,
+  loss_kwargs: dict[str, Any],
+) -> tuple[state_lib.TrainState, dict[str, jax.Array]]:
   """One optimisation step on a global batch {'image', 'label'}; returns metrics."""
-  (loss, (aux, batch_stats)), grads = loss_and_grads(state, batch, loss_fn=loss_fn,
-                                                     loss_kwargs=loss_kwargs)
+  (loss, (aux, batch_stats)), grads = loss_and_grads(
+    state, batch, loss_fn=loss_fn, loss_kwargs=loss_kwargs
+  )
   state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
   return state, {'loss': loss, **aux}
 
@@ -59,8 +72,11 @@ def make_train_step(config: ml_collections.ConfigDict):
   """The jitted train step. It takes a state replicated over the mesh and a batch
   sharded on 'data' (`parallel.global_batch`); jit follows those input shardings
   (docs/design.md says why not `in_shardings`)."""
-  step = functools.partial(train_step, loss_fn=losses.get_loss(config.loss_name),
-                           loss_kwargs=losses.loss_kwargs(config.loss_name, config.loss))
+  step = functools.partial(
+    train_step,
+    loss_fn=losses.get_loss(config.loss_name),
+    loss_kwargs=losses.loss_kwargs(config.loss_name, config.loss),
+  )
   return jax.jit(step, donate_argnums=0)
 
 
@@ -70,9 +86,14 @@ def data_position(config: ml_collections.ConfigDict, sampler, step: int) -> dict
   Batches are a pure function of (sampler, seed, step), so this is the whole state of
   the data iterator: a run resumed from the checkpoint reads batch `step + 1` next.
   """
-  return {'next_step': step + 1, 'epoch': step // sampler.steps_per_epoch,
-          'steps_per_epoch': sampler.steps_per_epoch, 'sampler': config.data.sampler,
-          'seed': config.seed, 'batch_size': config.batch_size}
+  return {
+    'next_step': step + 1,
+    'epoch': step // sampler.steps_per_epoch,
+    'steps_per_epoch': sampler.steps_per_epoch,
+    'sampler': config.data.sampler,
+    'seed': config.seed,
+    'batch_size': config.batch_size,
+  }
 
 
 def num_train_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -> int:
@@ -102,8 +123,10 @@ class Preempted(Exception):
   """Training stopped on SIGTERM after saving a checkpoint at `step`."""
 
   def __init__(self, step: int):
-    super().__init__(f'Stopped by SIGTERM at step {step}, after saving a checkpoint; '
-                     'run the same command again to resume.')
+    super().__init__(
+      f'Stopped by SIGTERM at step {step}, after saving a checkpoint; '
+      'run the same command again to resume.'
+    )
     self.step = step
 
 
@@ -153,9 +176,10 @@ def check_finite(start_step: int, history: list[dict[str, Any]]) -> None:
     step, values = bad
     terms = ', '.join(f'{k} {v:.6g}' for k, v in values.items())
     raise FloatingPointError(
-        f'Non-finite loss at step {step} ({terms}). Training stopped before saving '
-        'this state; the last checkpoint is untouched. Lower the learning rate or check '
-        'the input data, then run again to resume from that checkpoint.')
+      f'Non-finite loss at step {step} ({terms}). Training stopped before saving '
+      'this state; the last checkpoint is untouched. Lower the learning rate or check '
+      'the input data, then run again to resume from that checkpoint.'
+    )
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
@@ -168,8 +192,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   checkpoints.check_run_config(config, workdir)
   data = input_data.prepare(config, workdir)
   sampler = pipeline.make_sampler(
-      config.data.sampler, labels=data.pool.labels, indices=data.splits['train'],
-      batch_size=config.batch_size, seed=config.seed)
+    config.data.sampler,
+    labels=data.pool.labels,
+    indices=data.splits['train'],
+    batch_size=config.batch_size,
+    seed=config.seed,
+  )
   total_steps = num_train_steps(config, sampler.steps_per_epoch)
   model = state_lib.create_model(config)
   mesh = parallel.create_mesh()
@@ -180,28 +208,50 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   state = jax.device_put(state, parallel.replicated(mesh))
   start_step = int(state.step)
   step_fn = make_train_step(config)
-  logging.info('Training %s for %d steps (%d per epoch, batch %d) from step %d on %d '
-               'devices in %d processes.', config.model_name, total_steps,
-               sampler.steps_per_epoch, config.batch_size, start_step, jax.device_count(),
-               jax.process_count())
+  logging.info(
+    'Training %s for %d steps (%d per epoch, batch %d) from step %d on %d '
+    'devices in %d processes.',
+    config.model_name,
+    total_steps,
+    sampler.steps_per_epoch,
+    config.batch_size,
+    start_step,
+    jax.device_count(),
+    jax.process_count(),
+  )
 
   # Batches are a function of the step: starting at `start_step` continues the data
   # exactly where the checkpoint left it.
   batches = pipeline.train_dataset(
-      data.pool, sampler, image_size=config.data.image_size,
-      random_flip=config.data.random_flip, seed=config.seed, start_step=start_step,
-      num_steps=total_steps, process_index=jax.process_index(),
-      process_count=jax.process_count(), num_threads=config.data.num_threads,
-      transform=config.data.transform, resize_size=config.data.resize_size)
+    data.pool,
+    sampler,
+    image_size=config.data.image_size,
+    random_flip=config.data.random_flip,
+    seed=config.seed,
+    start_step=start_step,
+    num_steps=total_steps,
+    process_index=jax.process_index(),
+    process_count=jax.process_count(),
+    num_threads=config.data.num_threads,
+    transform=config.data.transform,
+    resize_size=config.data.resize_size,
+  )
   writer = progress.MetricWriter(workdir)
   log = progress.ProgressLog(writer, total_steps, config.batch_size, start_step)
   curve = None
   if config.eval_every_steps > 0:
-    curve = evaluate.LearningCurve(config, workdir, data=data, model=model, mesh=mesh,
-                                   writer=writer, steps_per_epoch=sampler.steps_per_epoch)
+    curve = evaluate.LearningCurve(
+      config,
+      workdir,
+      data=data,
+      model=model,
+      mesh=mesh,
+      writer=writer,
+      steps_per_epoch=sampler.steps_per_epoch,
+    )
   interval = IntervalMeans()  # Training terms since the last learning-curve point.
   preemption = PreemptionWatch(manager)
-  history = []   # Metrics of the steps since the last check, on the device.
+  history = []  # Metrics of the steps since the last check, on the device.
   try:
     for step in range(start_step + 1, total_steps + 1):
       state, metrics = step_fn(state, parallel.global_batch(next(batches), mesh))
@@ -210,8 +260,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         jax.block_until_ready(metrics)
         log.restart_clock(step)
       preempted = preemption.reached(step)
-      save = (step % config.checkpoint_every_steps == 0 or step == total_steps or
-              preempted)
+      save = step % config.checkpoint_every_steps == 0 or step == total_steps or preempted
       curve_point = curve is not None and step % config.eval_every_steps == 0
       if save or curve_point or step % config.log_every_steps == 0:
         # Every step since the last check must be finite before anything is saved.
@@ -232,8 +281,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   finally:
     preemption.close()
   manager.wait_until_finished()
-  metrics = evaluate.evaluate(config, workdir, state=state, model=model, data=data,
-                              mesh=mesh, writer=writer, curve=curve,
-                              train_means=interval.pop())
+  metrics = evaluate.evaluate(
+    config,
+    workdir,
+    state=state,
+    model=model,
+    data=data,
+    mesh=mesh,
+    writer=writer,
+    curve=curve,
+    train_means=interval.pop(),
+  )
   writer.close()
   return metrics

@@ -31,11 +31,17 @@ def validate(config: ml_collections.ConfigDict, workdir: str) -> None:
   losses.check_batch_size(config.batch_size)
   parallel.check_batch_size(config.batch_size)
   protocol = protocols.get_protocol(config.data.protocol)
-  pipeline.check_sampler(config.data.sampler, batch_size=config.batch_size,
-                         num_classes=config.model.num_classes,
-                         multi_label=protocol.multi_label)
-  pipeline.check_transform(config.data.transform, image_size=config.data.image_size,
-                           resize_size=config.data.resize_size)
+  pipeline.check_sampler(
+    config.data.sampler,
+    batch_size=config.batch_size,
+    num_classes=config.model.num_classes,
+    multi_label=protocol.multi_label,
+  )
+  pipeline.check_transform(
+    config.data.transform,
+    image_size=config.data.image_size,
+    resize_size=config.data.resize_size,
+  )
   checks.check_data(config.data)
   check_workdir(workdir)
 
@@ -45,6 +51,8 @@ def check_workdir(workdir: str) -> None:
   workdir = os.path.abspath(os.path.expanduser(workdir))
   parent = os.path.dirname(workdir)
   if not os.path.isdir(parent):
-    raise FileNotFoundError(f'The parent of the workdir, {parent!r}, does not exist; '
-                            'create it or choose another --workdir.')
+    raise FileNotFoundError(
+      f'The parent of the workdir, {parent!r}, does not exist; '
+      'create it or choose another --workdir.'
+    )
   os.makedirs(workdir, exist_ok=True)

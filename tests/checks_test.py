@@ -23,8 +23,7 @@ def _data(**fields) -> ml_collections.ConfigDict:
 
 def test_default_and_image_folder(tiny_folder, tmp_path):
   checks.check_data(_data(data_dir=tiny_folder))
-  with pytest.raises(FileNotFoundError,
-                     match=r'nowhere.* does not exist.*<root>/<split>'):
+  with pytest.raises(FileNotFoundError, match=r'nowhere.* does not exist.*<root>/<split>'):
     checks.check_data(_data(data_dir=str(tmp_path / 'nowhere')))
   os.makedirs(tmp_path / 'train')
   with pytest.raises(FileNotFoundError, match='has no test/ folder'):
@@ -46,12 +45,13 @@ def test_imagenet100_not_prepared_says_what_to_do(tmp_path):
   assert time.perf_counter() - start < 0.5
   message = str(e.value)
   manual = os.path.join(str(tmp_path), 'downloads', 'manual')
-  for part in (f'not prepared under data_dir={str(tmp_path)!r}',
-               'ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar',
-               f'in {manual} (or any folder',
-               f'python -m dahjax.data.imagenet100 --manual_dir={manual} '
-               f'--data_dir={tmp_path}\n',
-               '--config.data.data_dir='):
+  for part in (
+    f'not prepared under data_dir={str(tmp_path)!r}',
+    'ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar',
+    f'in {manual} (or any folder',
+    f'python -m dahjax.data.imagenet100 --manual_dir={manual} --data_dir={tmp_path}\n',
+    '--config.data.data_dir=',
+  ):
     assert part in message, part
   data.imagenet100_config = 'original'
   with pytest.raises(FileNotFoundError, match=r'--data_dir=\S+ --config=original'):
@@ -88,12 +88,18 @@ def test_list_files(tmp_path):
   (tmp_path / 'train.txt').write_text('img/a.jpg 0 1\n')
   (tmp_path / 'test.txt').write_text('\nimg/b.jpg 1 0\n')
   data = _data(source='list_file', protocol='lists', data_dir=str(tmp_path))
-  with pytest.raises(FileNotFoundError, match=r"List file .*database.txt' \(split "
-                     r"'database'\) does not exist.*split=path"):
+  with pytest.raises(
+    FileNotFoundError,
+    match=r"List file .*database.txt' \(split "
+    r"'database'\) does not exist.*split=path",
+  ):
     checks.check_data(data)
   (tmp_path / 'database.txt').write_text('img/a.jpg 0 1\n')
-  with pytest.raises(FileNotFoundError, match=r"img/b.jpg', the first in .*test.txt, "
-                     'does not exist.*relative to the image root'):
+  with pytest.raises(
+    FileNotFoundError,
+    match=r"img/b.jpg', the first in .*test.txt, "
+    'does not exist.*relative to the image root',
+  ):
     checks.check_data(data)
   (tmp_path / 'img' / 'b.jpg').write_bytes(b'')
   checks.check_data(data)
@@ -115,16 +121,24 @@ def test_list_files(tmp_path):
 
 
 def test_tfds_not_prepared(tmp_path):
-  with pytest.raises(FileNotFoundError, match=r'tfds build cifar10 '
-                     rf'--file_format=array_record --data_dir={tmp_path}'):
-    checks.check_data(_data(source='tfds', protocol='dah_cifar10',
-                            data_dir=str(tmp_path)))
-  checks.check_data(_data(source='tfds', protocol='dah_cifar10', data_dir=str(tmp_path),
-                          tfds_download=True))
+  with pytest.raises(
+    FileNotFoundError,
+    match=r'tfds build cifar10 '
+    rf'--file_format=array_record --data_dir={tmp_path}',
+  ):
+    checks.check_data(_data(source='tfds', protocol='dah_cifar10', data_dir=str(tmp_path)))
+  checks.check_data(
+    _data(source='tfds', protocol='dah_cifar10', data_dir=str(tmp_path), tfds_download=True)
+  )
 
 
 def test_checks_import_neither_tensorflow_nor_tfds():
-  code = ('import sys; import dahjax.data.checks; '
-          "assert not {'tensorflow', 'tensorflow_datasets'} & set(sys.modules)")
-  subprocess.run([sys.executable, '-c', code], check=True,
-                 cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  code = (
+    'import sys; import dahjax.data.checks; '
+    "assert not {'tensorflow', 'tensorflow_datasets'} & set(sys.modules)"
+  )
+  subprocess.run(
+    [sys.executable, '-c', code],
+    check=True,
+    cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+  )

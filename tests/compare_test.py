@@ -10,43 +10,69 @@ import pytest
 from dahjax import compare
 
 
-def fake_run(root, name, *, method, bits, map_, p1000, protocol='dah_cifar10',
-             map_topk='ALL', checkpoints=True):
+def fake_run(
+  root,
+  name,
+  *,
+  method,
+  bits,
+  map_,
+  p1000,
+  protocol='dah_cifar10',
+  map_topk='ALL',
+  checkpoints=True,
+):
   workdir = root / name
   os.makedirs(workdir / 'eval')
   if checkpoints:
     os.makedirs(workdir / 'checkpoints')
-  metrics = {'map': map_, 'map_tie_aware': map_, 'precision_at_1000': p1000,
-             'precision_at_n': {'n': [1, 1000], 'precision': [1.0, p1000]},
-             'precision_radius_2': 0.9, 'bits': bits, 'protocol': protocol,
-             'map_topk': map_topk, 'method': method}
+  metrics = {
+    'map': map_,
+    'map_tie_aware': map_,
+    'precision_at_1000': p1000,
+    'precision_at_n': {'n': [1, 1000], 'precision': [1.0, p1000]},
+    'precision_radius_2': 0.9,
+    'bits': bits,
+    'protocol': protocol,
+    'map_topk': map_topk,
+    'method': method,
+  }
   (workdir / 'eval' / 'metrics.json').write_text(json.dumps(metrics))
   return str(workdir)
 
 
 def test_table_has_a_row_per_method_and_a_column_per_code_length(tmp_path):
   workdirs = [
-      fake_run(tmp_path, 'dah48', method='DAH', bits=48, map_=0.92311, p1000=0.91523),
-      fake_run(tmp_path, 'dah12', method='DAH', bits=12, map_=0.92514, p1000=0.91594),
-      fake_run(tmp_path, 'nonea12', method='NoneA-DAH', bits=12, map_=0.9208,
-               p1000=0.9101),
+    fake_run(tmp_path, 'dah48', method='DAH', bits=48, map_=0.92311, p1000=0.91523),
+    fake_run(tmp_path, 'dah12', method='DAH', bits=12, map_=0.92514, p1000=0.91594),
+    fake_run(tmp_path, 'nonea12', method='NoneA-DAH', bits=12, map_=0.9208, p1000=0.9101),
   ]
   table = compare.markdown_table(compare.load_results(workdirs))
   assert table == (
-      'mAP@ALL / P@1000 by code length:\n'
-      '\n'
-      '| method | protocol | 12 bits | 48 bits |\n'
-      '|---|---|---|---|\n'
-      '| DAH | dah_cifar10 | 0.9251 / 0.9159 | 0.9231 / 0.9152 |\n'
-      '| NoneA-DAH | dah_cifar10 | 0.9208 / 0.9101 | - |\n')
+    'mAP@ALL / P@1000 by code length:\n'
+    '\n'
+    '| method | protocol | 12 bits | 48 bits |\n'
+    '|---|---|---|---|\n'
+    '| DAH | dah_cifar10 | 0.9251 / 0.9159 | 0.9231 / 0.9152 |\n'
+    '| NoneA-DAH | dah_cifar10 | 0.9208 / 0.9101 | - |\n'
+  )
 
 
 def test_rows_name_their_metric_when_protocols_differ(tmp_path):
   workdirs = [
-      fake_run(tmp_path, 'a', method='DPFAH', bits=16, map_=0.8, p1000=0.7,
-               protocol='dpfah_cifar10'),
-      fake_run(tmp_path, 'b', method='DPFAH', bits=16, map_=0.6, p1000=0.5,
-               protocol='dpfah_imagenet100', map_topk=1000),
+    fake_run(
+      tmp_path, 'a', method='DPFAH', bits=16, map_=0.8, p1000=0.7, protocol='dpfah_cifar10'
+    ),
+    fake_run(
+      tmp_path,
+      'b',
+      method='DPFAH',
+      bits=16,
+      map_=0.6,
+      p1000=0.5,
+      protocol='dpfah_imagenet100',
+      map_topk=1000,
+    ),
   ]
   table = compare.markdown_table(compare.load_results(workdirs))
   assert table.splitlines()[0] == 'mAP@K / P@N by code length (K and N per row):'
@@ -55,8 +81,9 @@ def test_rows_name_their_metric_when_protocols_differ(tmp_path):
 
 
 def test_two_runs_for_one_cell_are_refused(tmp_path):
-  workdirs = [fake_run(tmp_path, n, method='DAH', bits=12, map_=0.9, p1000=0.9)
-              for n in ('x', 'y')]
+  workdirs = [
+    fake_run(tmp_path, n, method='DAH', bits=12, map_=0.9, p1000=0.9) for n in ('x', 'y')
+  ]
   with pytest.raises(ValueError, match='x and .*y are both DAH at 12 bits'):
     compare.markdown_table(compare.load_results(workdirs))
 
@@ -69,8 +96,10 @@ def test_missing_metrics_name_the_workdir_and_the_eval_command(tmp_path):
     compare.load_results([good, str(trained), str(tmp_path / 'nowhere')])
   message = str(error.value)
   assert 'good' not in message
-  assert (f'{trained}/eval/metrics.json does not exist; evaluate the run: python -m '
-          f'dahjax.main --config <its config> --workdir {trained} --mode=eval') in message
+  assert (
+    f'{trained}/eval/metrics.json does not exist; evaluate the run: python -m '
+    f'dahjax.main --config <its config> --workdir {trained} --mode=eval'
+  ) in message
   assert f'{tmp_path / "nowhere"} is not a directory' in message
 
 
@@ -88,14 +117,20 @@ def test_older_metrics_without_a_method_are_named_by_model_or_workdir(tmp_path):
 def test_command_line_prints_and_writes_the_table(tmp_path):
   workdir = fake_run(tmp_path, 'dah12', method='DAH', bits=12, map_=0.9, p1000=0.8)
   output = tmp_path / 'table.md'
-  run = subprocess.run([sys.executable, '-m', 'dahjax.compare', workdir,
-                        f'--output={output}'], capture_output=True, text=True,
-                       check=True)
+  run = subprocess.run(
+    [sys.executable, '-m', 'dahjax.compare', workdir, f'--output={output}'],
+    capture_output=True,
+    text=True,
+    check=True,
+  )
   assert '| DAH | dah_cifar10 | 0.9000 / 0.8000 |' in run.stdout
   assert output.read_text() == run.stdout
 
-  missing = subprocess.run([sys.executable, '-m', 'dahjax.compare',
-                            str(tmp_path / 'none')], capture_output=True, text=True)
+  missing = subprocess.run(
+    [sys.executable, '-m', 'dahjax.compare', str(tmp_path / 'none')],
+    capture_output=True,
+    text=True,
+  )
   assert missing.returncode == 1
   assert 'is not a directory' in missing.stderr and 'Traceback' not in missing.stderr
 
@@ -104,10 +139,18 @@ def test_paper_numbers_beside_ours(tmp_path):
   run = tmp_path / 'dah_12'
   os.makedirs(run)  # A results/<run>/ directory: metrics.json at its top.
   with open(run / 'metrics.json', 'w') as f:
-    json.dump({'bits': 12, 'map': 0.5, 'protocol': 'dah_cifar10', 'method': 'DAH',
-               'map_topk': 'ALL', 'precision_at_1000': 0.4}, f)
-  table = compare.markdown_table(compare.load_results([str(run)]),
-                                 compare.paper_results())
+    json.dump(
+      {
+        'bits': 12,
+        'map': 0.5,
+        'protocol': 'dah_cifar10',
+        'method': 'DAH',
+        'map_topk': 'ALL',
+        'precision_at_1000': 0.4,
+      },
+      f,
+    )
+  table = compare.markdown_table(compare.load_results([str(run)]), compare.paper_results())
   assert '| DAH | dah_cifar10 | 0.5000 / 0.4000 |' in table
   # The paper's row comes from configs/papers.py (DAH Tables 2 and 3 at 12 bits).
   assert '| DAH (paper) | dah_cifar10 | 0.9251 / 0.9159 |' in table

@@ -9,13 +9,23 @@ from dahjax import validation
 from dahjax.data import checks
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIGS = sorted(f[:-3] for f in os.listdir(os.path.join(ROOT, 'configs'))
-                 if f.endswith('.py') and f != '__init__.py')
+CONFIGS = sorted(
+  f[:-3]
+  for f in os.listdir(os.path.join(ROOT, 'configs'))
+  if f.endswith('.py') and f != '__init__.py'
+)
 
 
 def test_configs_are_found():
-  assert {'default', 'quickstart', 'dah_cifar10', 'dpfah_cifar10', 'dpfah_cifar10_32px',
-          'dpfah_imagenet100', 'dpfah_nuswide21'} <= set(CONFIGS)
+  assert {
+    'default',
+    'quickstart',
+    'dah_cifar10',
+    'dpfah_cifar10',
+    'dpfah_cifar10_32px',
+    'dpfah_imagenet100',
+    'dpfah_nuswide21',
+  } <= set(CONFIGS)
 
 
 @pytest.mark.parametrize('name', CONFIGS)

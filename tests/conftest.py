@@ -6,11 +6,12 @@ import shutil
 import numpy as np
 import pytest
 
-import dahjax
 from configs import default
+import dahjax
 
-QUICKSTART = os.path.join(os.path.dirname(dahjax.__file__), 'data', 'assets',
-                          'cifar10_quickstart')
+QUICKSTART = os.path.join(
+  os.path.dirname(dahjax.__file__), 'data', 'assets', 'cifar10_quickstart'
+)
 CLASSES = ('airplane', 'automobile', 'bird')
 
 

@@ -81,8 +81,9 @@ def test_per_class_split_counts_disjoint_and_seeded():
 def test_class_balanced_sampler():
   labels = np.eye(4, dtype=np.uint8)[np.repeat(np.arange(4), [7, 9, 6, 8])]
   indices = np.arange(len(labels))
-  sampler = pipeline.make_sampler('class_balanced', labels=labels, indices=indices,
-                                  batch_size=8, seed=3)
+  sampler = pipeline.make_sampler(
+    'class_balanced', labels=labels, indices=indices, batch_size=8, seed=3
+  )
   assert sampler.steps_per_epoch == 3  # Smallest class: 6 images, 2 per batch.
   seen = []
   for step in range(3):
@@ -93,17 +94,20 @@ def test_class_balanced_sampler():
     seen.extend(batch)
   assert len(set(seen)) == len(seen)  # No repeats within an epoch.
   assert not np.array_equal(sampler.batch_indices(0), sampler.batch_indices(3))
-  again = pipeline.make_sampler('class_balanced', labels=labels, indices=indices,
-                                batch_size=8, seed=3)
+  again = pipeline.make_sampler(
+    'class_balanced', labels=labels, indices=indices, batch_size=8, seed=3
+  )
   np.testing.assert_array_equal(again.batch_indices(4), sampler.batch_indices(4))
   with pytest.raises(ValueError, match='divisible by the 4 classes'):
-    pipeline.make_sampler('class_balanced', labels=labels, indices=indices,
-                          batch_size=6, seed=0)
+    pipeline.make_sampler(
+      'class_balanced', labels=labels, indices=indices, batch_size=6, seed=0
+    )
 
 
 def test_random_sampler_and_unknown():
-  sampler = pipeline.make_sampler('random', labels=np.eye(2)[[0, 1] * 5],
-                                  indices=np.arange(10), batch_size=4, seed=0)
+  sampler = pipeline.make_sampler(
+    'random', labels=np.eye(2)[[0, 1] * 5], indices=np.arange(10), batch_size=4, seed=0
+  )
   assert sampler.steps_per_epoch == 2
   both = np.concatenate([sampler.batch_indices(0), sampler.batch_indices(1)])
   assert len(set(both)) == 8
@@ -114,8 +118,9 @@ def test_random_sampler_and_unknown():
 def test_train_dataset_is_deterministic_and_resumable(tiny_folder):
   pool = protocols.build_pool('image_folder', tiny_folder, ('train', 'test'))
   train = pool.indices_of('train')
-  sampler = pipeline.make_sampler('class_balanced', labels=pool.labels, indices=train,
-                                  batch_size=6, seed=0)
+  sampler = pipeline.make_sampler(
+    'class_balanced', labels=pool.labels, indices=train, batch_size=6, seed=0
+  )
   kw = dict(image_size=32, random_flip=True, seed=0, num_steps=6)
   full = list(pipeline.train_dataset(pool, sampler, start_step=0, **kw))
   resumed = list(pipeline.train_dataset(pool, sampler, start_step=4, **kw))
@@ -127,12 +132,19 @@ def test_train_dataset_is_deterministic_and_resumable(tiny_folder):
   assert 0.0 <= full[0]['image'].min() and full[0]['image'].max() <= 1.0
   np.testing.assert_array_equal(full[0]['label'].sum(0), [2, 2, 2])
   # Two processes each read half of every global batch.
-  halves = [list(pipeline.train_dataset(pool, sampler, start_step=0, process_index=p,
-                                        process_count=2, **kw)) for p in range(2)]
+  halves = [
+    list(
+      pipeline.train_dataset(
+        pool, sampler, start_step=0, process_index=p, process_count=2, **kw
+      )
+    )
+    for p in range(2)
+  ]
   for step in range(6):
     np.testing.assert_array_equal(
-        np.concatenate([halves[0][step]['image'], halves[1][step]['image']]),
-        full[step]['image'])
+      np.concatenate([halves[0][step]['image'], halves[1][step]['image']]),
+      full[step]['image'],
+    )
 
 
 def test_eval_batches_pad_and_keep_order(tiny_folder):
@@ -141,8 +153,9 @@ def test_eval_batches_pad_and_keep_order(tiny_folder):
   batches = list(pipeline.eval_batches(pool, idx, batch_size=5, image_size=32))
   assert [n for _, n in batches] == [5, 5, 2]
   assert all(images.shape == (5, 32, 32, 3) for images, _ in batches)
-  np.testing.assert_array_equal(batches[1][0][0],
-                                pipeline.to_model_input(pool.load_image(idx[5]), 32))
+  np.testing.assert_array_equal(
+    batches[1][0][0], pipeline.to_model_input(pool.load_image(idx[5]), 32)
+  )
 
 
 # List files (the field's `path l_1 ... l_C` format), multi-label.
@@ -162,8 +175,13 @@ def _write_list(path, rows):
 @pytest.fixture
 def list_root(tmp_path):
   """An image root with 8 images of 4 labels, listed multi-label with a blank line."""
-  rows = [(f'images/{k // 4}/{k}.jpg', [int(k % 4 == c or (k + 1) % 4 == c and k % 3 == 0)
-                                        for c in range(4)]) for k in range(8)]
+  rows = [
+    (
+      f'images/{k // 4}/{k}.jpg',
+      [int(k % 4 == c or (k + 1) % 4 == c and k % 3 == 0) for c in range(4)],
+    )
+    for k in range(8)
+  ]
   rows[5] = (rows[5][0], [0, 0, 0, 0])  # An image with no label at all.
   for k, (path, _) in enumerate(rows):
     _write_image(str(tmp_path / path), seed=k)
@@ -177,8 +195,9 @@ def list_root(tmp_path):
 
 def test_list_file_source_reads_multilabel_rows(list_root):
   root, rows = list_root
-  src = sources.get_source('list_file', data_dir=str(root), split='all',
-                           list_files={'all': 'all.txt'})
+  src = sources.get_source(
+    'list_file', data_dir=str(root), split='all', list_files={'all': 'all.txt'}
+  )
   assert src.ids == [p for p, _ in rows]
   np.testing.assert_array_equal(src.labels, [l for _, l in rows])
   assert src.labels.dtype == np.uint8 and src.labels[0].sum() == 2  # Multi-label row.
@@ -187,53 +206,81 @@ def test_list_file_source_reads_multilabel_rows(list_root):
   img = src.load_image(3)
   assert img.shape == (12, 10, 3) and img.dtype == np.uint8
   (root / 'names.txt').write_text('a\nb\nc\nd\n')
-  named = sources.get_source('list_file', data_dir=str(root), split='all',
-                             list_files={'all': str(root / 'all.txt')},  # Absolute.
-                             class_names_file='names.txt')
+  named = sources.get_source(
+    'list_file',
+    data_dir=str(root),
+    split='all',
+    list_files={'all': str(root / 'all.txt')},  # Absolute.
+    class_names_file='names.txt',
+  )
   assert named.class_names == ['a', 'b', 'c', 'd']
 
 
 def test_list_file_errors_say_where(list_root):
   root, rows = list_root
   kw = dict(data_dir=str(root), split='all')
-  with pytest.raises(FileNotFoundError, match=r"nope.txt' of split 'all' does not "
-                     r'exist.*split=path'):
+  with pytest.raises(
+    FileNotFoundError,
+    match=r"nope.txt' of split 'all' does not "
+    r'exist.*split=path',
+  ):
     sources.get_source('list_file', list_files={'all': 'nope.txt'}, **kw)
   with pytest.raises(ValueError, match='No list file for split'):
     sources.get_source('list_file', list_files={'train': 'all.txt'}, **kw)
   _write_list(root / 'short.txt', rows[:2] + [(rows[2][0], [0, 1, 0])])
-  with pytest.raises(ValueError, match=r'short.txt:3: 3 labels after the path, expected '
-                     r'4 as on line 1'):
+  with pytest.raises(
+    ValueError,
+    match=r'short.txt:3: 3 labels after the path, expected '
+    r'4 as on line 1',
+  ):
     sources.get_source('list_file', list_files={'all': 'short.txt'}, **kw)
   (root / 'names.txt').write_text('a\nb\nc\n')
-  with pytest.raises(ValueError, match=r'all.txt:1: 4 labels .* expected the 3 classes '
-                     'of names.txt'):
-    sources.get_source('list_file', list_files={'all': 'all.txt'},
-                       class_names_file='names.txt', **kw)
+  with pytest.raises(
+    ValueError,
+    match=r'all.txt:1: 4 labels .* expected the 3 classes '
+    'of names.txt',
+  ):
+    sources.get_source(
+      'list_file', list_files={'all': 'all.txt'}, class_names_file='names.txt', **kw
+    )
   with pytest.raises(FileNotFoundError, match='Class names file'):
-    sources.get_source('list_file', list_files={'all': 'all.txt'},
-                       class_names_file='missing.txt', **kw)
+    sources.get_source(
+      'list_file', list_files={'all': 'all.txt'}, class_names_file='missing.txt', **kw
+    )
   _write_list(root / 'bad.txt', rows[:1] + [(rows[1][0], [0, 2, 0, 1])])
   with pytest.raises(ValueError, match=r'bad.txt:2: labels must be 0 or 1, got 0 2 0 1'):
     sources.get_source('list_file', list_files={'all': 'bad.txt'}, **kw)
   # Missing images: the first or last line at once, any other when it is loaded.
   _write_list(root / 'gone.txt', rows[:2] + [('images/none.jpg', rows[0][1])] + rows[3:])
   src = sources.get_source('list_file', list_files={'all': 'gone.txt'}, **kw)
-  with pytest.raises(FileNotFoundError, match=r"none.jpg' \(line 3 of .*gone.txt\) does "
-                     r'not exist.*relative to the image root'):
+  with pytest.raises(
+    FileNotFoundError,
+    match=r"none.jpg' \(line 3 of .*gone.txt\) does "
+    r'not exist.*relative to the image root',
+  ):
     src.load_image(2)
   with pytest.raises(FileNotFoundError, match='line 1 of'):
-    sources.get_source('list_file', data_dir=str(root / 'images'), split='all',
-                       list_files={'all': str(root / 'all.txt')})
+    sources.get_source(
+      'list_file',
+      data_dir=str(root / 'images'),
+      split='all',
+      list_files={'all': str(root / 'all.txt')},
+    )
 
 
 def test_parse_list_files():
   assert sources.parse_list_files(' train = a.txt,test=b/c.txt ', None) == {
-      'train': 'a.txt', 'test': 'b/c.txt'}
+    'train': 'a.txt',
+    'test': 'b/c.txt',
+  }
   assert sources.parse_list_files('', ('train', 'test')) == {
-      'train': 'train.txt', 'test': 'test.txt'}
+    'train': 'train.txt',
+    'test': 'test.txt',
+  }
   assert sources.parse_list_files('x=1,train=t,test=q', ('train', 'test')) == {
-      'train': 't', 'test': 'q'}
+    'train': 't',
+    'test': 'q',
+  }
   with pytest.raises(ValueError, match="'train' is not split=path"):
     sources.parse_list_files('train', None)
   with pytest.raises(ValueError, match="names split 'a' twice"):
@@ -247,6 +294,7 @@ def test_parse_list_files():
 @dataclasses.dataclass
 class _ArraySource:
   """An in-memory source: ids and labels only."""
+
   ids: list
   labels: np.ndarray
 
@@ -290,9 +338,12 @@ def test_nuswide21_draw():
   order = np.random.default_rng(0).permutation(60000)
   a, b = order[:25000], order[25000:]
   twice = np.concatenate([b, a[:10]])
-  split_pool = protocols.Pool({
+  split_pool = protocols.Pool(
+    {
       'x': _ArraySource([ids[i] for i in a], labels[a]),
-      'y': _ArraySource([ids[i] for i in twice], labels[twice])})
+      'y': _ArraySource([ids[i] for i in twice], labels[twice]),
+    }
+  )
   s2 = spec.make_splits(split_pool, 3)
   for k in s:
     assert sorted(split_pool.ids[i] for i in s2[k]) == sorted(ids[i] for i in s[k])
@@ -300,37 +351,54 @@ def test_nuswide21_draw():
 
 def test_nuswide21_refuses_too_few_or_wrong_labels():
   ids, labels = _nuswide_like(3000)
-  with pytest.raises(ValueError, match=r'Class \d+ has \d+ images left to draw queries '
-                     'from, fewer than the 100'):
+  with pytest.raises(
+    ValueError,
+    match=r'Class \d+ has \d+ images left to draw queries '
+    'from, fewer than the 100',
+  ):
     protocols.get_protocol('nuswide21').make_splits(
-        protocols.Pool({'all': _ArraySource(ids, labels)}), 0)
+      protocols.Pool({'all': _ArraySource(ids, labels)}), 0
+    )
   ids, labels = _nuswide_like(100, num_classes=5)
-  with pytest.raises(ValueError,
-                     match='needs the 21 NUS-WIDE labels, but the lists have 5'):
+  with pytest.raises(
+    ValueError, match='needs the 21 NUS-WIDE labels, but the lists have 5'
+  ):
     protocols.get_protocol('nuswide21').make_splits(
-        protocols.Pool({'all': _ArraySource(ids, labels)}), 0)
+      protocols.Pool({'all': _ArraySource(ids, labels)}), 0
+    )
   ids, labels = _nuswide_like(10)
   labels2 = labels.copy()
   labels2[0] = 1 - labels2[0]
   with pytest.raises(ValueError, match='listed twice with different labels'):
-    protocols.get_protocol('nuswide21').make_splits(protocols.Pool({
-        'a': _ArraySource(ids, labels), 'b': _ArraySource(ids[:1], labels2[:1])}), 0)
+    protocols.get_protocol('nuswide21').make_splits(
+      protocols.Pool(
+        {'a': _ArraySource(ids, labels), 'b': _ArraySource(ids[:1], labels2[:1])}
+      ),
+      0,
+    )
 
 
 def _list_config(root, protocol, list_files, num_classes):
   config = default.get_config()
   config.unlock()
   config.model.num_classes = num_classes
-  config.data.update(source='list_file', protocol=protocol, data_dir=str(root),
-                     list_files=list_files, split_seed=0)
+  config.data.update(
+    source='list_file',
+    protocol=protocol,
+    data_dir=str(root),
+    list_files=list_files,
+    split_seed=0,
+  )
   return config
 
 
 def test_nuswide21_from_list_files_and_saved_splits(tmp_path, monkeypatch):
   monkeypatch.setattr(protocols, 'NUSWIDE21_QUERIES_PER_CLASS', 2)
   monkeypatch.setattr(protocols, 'NUSWIDE21_TRAIN_PER_CLASS', 3)
-  rows = [(f'im/{k}.png', [int(c in (k % 21, (k + 5) % 21)) for c in range(21)])
-          for k in range(160)]
+  rows = [
+    (f'im/{k}.png', [int(c in (k % 21, (k + 5) % 21)) for c in range(21)])
+    for k in range(160)
+  ]
   for k, (path, _) in enumerate(rows):
     _write_image(str(tmp_path / path), seed=k, fmt='PNG')
   _write_list(tmp_path / 'database.txt', rows[:150])
@@ -364,8 +432,9 @@ def test_lists_protocol_takes_the_lists_as_given(list_root, tmp_path):
   assert ids('query') == [p for p, _ in rows[6:]]
   assert ids('database') == [p for p, _ in rows[:6]]
   assert data.protocol.map_topk is None
-  np.testing.assert_array_equal(data.pool.labels[data.splits['query']],
-                                [l for _, l in rows[6:]])
+  np.testing.assert_array_equal(
+    data.pool.labels[data.splits['query']], [l for _, l in rows[6:]]
+  )
   again = input_data.prepare(config, str(workdir))
   for k in data.splits:
     np.testing.assert_array_equal(data.splits[k], again.splits[k])
@@ -375,10 +444,17 @@ def test_lists_protocol_takes_the_lists_as_given(list_root, tmp_path):
 
 
 def test_protocol_source_mismatch_is_explained(tiny_folder):
-  config = ml_collections.ConfigDict({
+  config = ml_collections.ConfigDict(
+    {
       'model': {'num_classes': 3},
-      'data': {'source': 'image_folder', 'protocol': 'imagenet100',
-               'data_dir': tiny_folder, 'split_seed': 0}})
+      'data': {
+        'source': 'image_folder',
+        'protocol': 'imagenet100',
+        'data_dir': tiny_folder,
+        'split_seed': 0,
+      },
+    }
+  )
   with pytest.raises(ValueError, match='--config.data.source=imagenet100'):
     input_data.prepare(config, None)
   config.data.protocol = 'nuswide21'
@@ -389,10 +465,14 @@ def test_protocol_source_mismatch_is_explained(tiny_folder):
 def _cifar_like(train_per_class, test_per_class, num_classes=10):
   def split(per_class, name):
     classes = np.repeat(np.arange(num_classes), per_class)
-    return _ArraySource([f'{name}/{i:05d}.jpg' for i in range(len(classes))],
-                        np.eye(num_classes, dtype=np.uint8)[classes])
-  return protocols.Pool({'train': split(train_per_class, 'train'),
-                         'test': split(test_per_class, 'test')})
+    return _ArraySource(
+      [f'{name}/{i:05d}.jpg' for i in range(len(classes))],
+      np.eye(num_classes, dtype=np.uint8)[classes],
+    )
+
+  return protocols.Pool(
+    {'train': split(train_per_class, 'train'), 'test': split(test_per_class, 'test')}
+  )
 
 
 def test_study_protocols_stay_inside_their_training_images():

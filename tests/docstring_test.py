@@ -5,8 +5,14 @@ import importlib
 
 import pytest
 
-MODULES = ['dahjax.losses', 'dahjax.retrieval', 'dahjax.models.heads',
-           'dahjax.models.attention', 'dahjax.models.resnet30', 'dahjax.models.resnet18']
+MODULES = [
+  'dahjax.losses',
+  'dahjax.retrieval',
+  'dahjax.models.heads',
+  'dahjax.models.attention',
+  'dahjax.models.resnet30',
+  'dahjax.models.resnet18',
+]
 
 
 @pytest.mark.parametrize('name', MODULES)

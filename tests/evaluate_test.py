@@ -41,8 +41,9 @@ def test_encode_chunk_size():
 
 def test_encode_progress_lines_are_throttled_and_estimate_the_rest():
   now = [100.0]
-  progress = progress_lib.EncodeProgress('database', 50_000, interval=5.0,
-                                     clock=lambda: now[0])
+  progress = progress_lib.EncodeProgress(
+    'database', 50_000, interval=5.0, clock=lambda: now[0]
+  )
   assert progress.update(500) is None  # The first batch (it compiles) sets the start.
   now[0] += 2.0
   assert progress.update(1_000) is None  # Within the interval: quiet.
@@ -53,9 +54,11 @@ def test_encode_progress_lines_are_throttled_and_estimate_the_rest():
   assert progress.update(12_800) is None
   now[0] += 200.0
   assert progress.update(50_000) is None  # Done: finish() says so.
-  assert progress.finish(50_000) == ('Encoded database: 50,000 images in 00:04:01 '
-                                     '(205 images/s after the first batch, which '
-                                     'compiles)')
+  assert progress.finish(50_000) == (
+    'Encoded database: 50,000 images in 00:04:01 '
+    '(205 images/s after the first batch, which '
+    'compiles)'
+  )
 
 
 def test_encode_progress_of_a_single_batch():
@@ -77,17 +80,24 @@ def test_method_names():
   assert evaluate.method_name('dpfah_resnet18', 'stem') == 'DPFAH'
   full = {'alpha': 0.5, 'delta': 1.1, 'eta': 10.0, 'zeta': 0.1}
   l1_only = {**full, 'eta': 0.0, 'zeta': 0.0}
-  assert evaluate.method_name('dpfah_resnet18', 'stem', loss_name='dpfah',
-                              loss=full) == 'DPFAH'
-  assert evaluate.method_name('dpfah_resnet18', 'none', loss_name='dpfah',
-                              loss=l1_only).startswith('DFAH-1')
-  assert evaluate.method_name('dpfah_resnet18', 'stem', loss_name='dpfah',
-                              loss=l1_only).startswith('DFAH-2')
-  assert evaluate.method_name('dpfah_resnet18', 'every_block', loss_name='dpfah',
-                              loss=l1_only) == 'DPFAH (PFA in every block), L1 only'
+  assert (
+    evaluate.method_name('dpfah_resnet18', 'stem', loss_name='dpfah', loss=full) == 'DPFAH'
+  )
+  assert evaluate.method_name(
+    'dpfah_resnet18', 'none', loss_name='dpfah', loss=l1_only
+  ).startswith('DFAH-1')
+  assert evaluate.method_name(
+    'dpfah_resnet18', 'stem', loss_name='dpfah', loss=l1_only
+  ).startswith('DFAH-2')
+  assert (
+    evaluate.method_name('dpfah_resnet18', 'every_block', loss_name='dpfah', loss=l1_only)
+    == 'DPFAH (PFA in every block), L1 only'
+  )
   # DAH's loss has no eta or zeta: its names do not depend on the loss.
-  assert evaluate.method_name('dah_resnet30', 'cbam', loss_name='dah',
-                              loss={'phi1': 1.0}) == 'DAH'
+  assert (
+    evaluate.method_name('dah_resnet30', 'cbam', loss_name='dah', loss={'phi1': 1.0})
+    == 'DAH'
+  )
   assert evaluate.method_name('my_net', None) == 'my_net'
   assert evaluate.method_name('my_net', 'se') == 'my_net (se)'
 
@@ -98,11 +108,13 @@ def _synthetic_eval(bits=8, n_query=12, n_db=40, seed=0):
   q_labels = np.eye(3, dtype=np.uint8)[rng.integers(0, 3, n_query)]
   db_labels = np.eye(3, dtype=np.uint8)[rng.integers(0, 3, n_db)]
   centres = rng.integers(0, 2, (3, bits))
-  noisy = lambda labels: (centres[labels.argmax(1)] ^ (rng.random((len(labels), bits))
-                                                       < 0.2)).astype(np.uint8)
+  noisy = lambda labels: (
+    centres[labels.argmax(1)] ^ (rng.random((len(labels), bits)) < 0.2)
+  ).astype(np.uint8)
   q_codes, db_codes = noisy(q_labels), noisy(db_labels)
-  metrics = retrieval.retrieval_metrics(q_codes, db_codes, q_labels, db_labels,
-                                        precision_at=5, curves=True)
+  metrics = retrieval.retrieval_metrics(
+    q_codes, db_codes, q_labels, db_labels, precision_at=5, curves=True
+  )
   metrics.update(method='DAH', bits=bits, map_topk='ALL')
   return metrics, q_codes, db_codes, q_labels, db_labels
 
@@ -115,10 +127,14 @@ def test_write_plots_skips_only_the_grid_when_images_cannot_load(tmp_path, caplo
 
   (tmp_path / 'retrieval_grid.png').write_bytes(b'an earlier evaluation')
   with caplog.at_level('WARNING'):
-    written = plots.write_plots(str(tmp_path), metrics, *arrays,
-                                   load_query=no_images, load_result=no_images)
-  assert sorted(os.listdir(tmp_path)) == ['pr_curve.png', 'precision_at_n.png',
-                                          'precision_radius.png']
+    written = plots.write_plots(
+      str(tmp_path), metrics, *arrays, load_query=no_images, load_result=no_images
+    )
+  assert sorted(os.listdir(tmp_path)) == [
+    'pr_curve.png',
+    'precision_at_n.png',
+    'precision_radius.png',
+  ]
   assert len(written) == 3
   assert 'No retrieval grid' in caplog.text and 'image' in caplog.text
 
@@ -132,15 +148,29 @@ def test_end_of_training_evaluation_writes_curves_and_plots(tiny_config, tmp_pat
   metrics = train.train_and_evaluate(tiny_config, workdir)  # Ends in evaluate.evaluate.
   eval_dir = os.path.join(workdir, 'eval')
   assert sorted(f for f in os.listdir(eval_dir) if f.endswith('.png')) == [
-      'pr_curve.png', 'precision_at_n.png', 'precision_radius.png', 'retrieval_grid.png']
+    'pr_curve.png',
+    'precision_at_n.png',
+    'precision_radius.png',
+    'retrieval_grid.png',
+  ]
   for f in os.listdir(eval_dir):
     assert not f.endswith('.tmp'), f  # Every file was renamed into place.
   for name in ('pr_curve', 'retrieval_grid'):
     with Image.open(os.path.join(eval_dir, f'{name}.png')) as image:
       assert image.format == 'PNG' and min(image.size) > 100
   saved = json.load(open(os.path.join(eval_dir, 'metrics.json')))
-  assert {'map', 'precision_at_5', 'precision_radius_2', 'bit_balance', 'bits',
-          'protocol', 'map_topk', 'num_queries', 'num_database', 'step'} <= set(saved)
+  assert {
+    'map',
+    'precision_at_5',
+    'precision_radius_2',
+    'bit_balance',
+    'bits',
+    'protocol',
+    'map_topk',
+    'num_queries',
+    'num_database',
+    'step',
+  } <= set(saved)
   assert saved['method'] == 'NoneA-DAH' and saved['model'] == 'dah_resnet30'
   assert saved['attention'] == 'none' and metrics['method'] == 'NoneA-DAH'
   assert saved['radius_curve']['radius'] == list(range(9))

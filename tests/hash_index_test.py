@@ -13,7 +13,7 @@ def make_codes(n, bits, seed=0):
   rng = np.random.default_rng(seed)
   codes = rng.integers(0, 2, size=(n, bits), dtype=np.uint8)
   copies = n // 4
-  codes[n - copies:] = codes[rng.integers(0, n - copies, copies)]
+  codes[n - copies :] = codes[rng.integers(0, n - copies, copies)]
   return codes
 
 
@@ -66,8 +66,7 @@ def test_index_equals_linear_scan(bits, index_path):
     assert np.mean(index.count_candidates(queries, radius)) < len(codes)
 
 
-@pytest.mark.parametrize('bits,num_tables', [(16, 1), (16, 16), (33, 2), (64, 5),
-                                             (130, 3)])
+@pytest.mark.parametrize('bits,num_tables', [(16, 1), (16, 16), (33, 2), (64, 5), (130, 3)])
 def test_any_number_of_tables(bits, num_tables, index_path, monkeypatch):
   del index_path
   # Small batches of lookups and of candidates exercise the splitting of a batch.
@@ -78,8 +77,10 @@ def test_any_number_of_tables(bits, num_tables, index_path, monkeypatch):
   index = hash_index.HammingIndex(codes, num_tables=num_tables)
   assert index.num_tables == num_tables
   for radius in (0, 2, 5):
-    assert_same(index.search_batch(queries, radius),
-                [hash_index.linear_scan(codes, q, radius) for q in queries])
+    assert_same(
+      index.search_batch(queries, radius),
+      [hash_index.linear_scan(codes, q, radius) for q in queries],
+    )
 
 
 def test_default_costs_use_tables_and_fall_back_to_the_scan():
@@ -87,8 +88,10 @@ def test_default_costs_use_tables_and_fall_back_to_the_scan():
   queries = make_queries(codes)
   index = hash_index.HammingIndex(codes)
   for radius in (1, 3, 32, 40):
-    assert_same(index.search_batch(queries, radius),
-                [hash_index.linear_scan(codes, q, radius) for q in queries])
+    assert_same(
+      index.search_batch(queries, radius),
+      [hash_index.linear_scan(codes, q, radius) for q in queries],
+    )
   assert np.mean(index.count_candidates(queries, 1)) < 20
   # Radius 32 would look up most keys: the whole database is scanned.
   np.testing.assert_array_equal(index.count_candidates(queries, 32), len(codes))
@@ -106,8 +109,9 @@ def test_crowded_buckets_fall_back_to_the_scan():
   index = hash_index.HammingIndex(codes)
   queries = make_queries(codes)
   np.testing.assert_array_equal(index.count_candidates(codes[:2], 0), len(codes))
-  assert_same(index.search_batch(queries, 2),
-              [hash_index.linear_scan(codes, q, 2) for q in queries])
+  assert_same(
+    index.search_batch(queries, 2), [hash_index.linear_scan(codes, q, 2) for q in queries]
+  )
 
 
 def test_save_load_round_trip(tmp_path, index_path):
@@ -135,7 +139,7 @@ def test_load_errors_name_the_file_and_the_fix(tmp_path):
     data = f.read()
   truncated = str(tmp_path / 'truncated.npz')
   with open(truncated, 'wb') as f:
-    f.write(data[:len(data) // 2])
+    f.write(data[: len(data) // 2])
   other = str(tmp_path / 'other.npz')
   np.savez(other, words=np.zeros((3, 1), np.uint64))
   text = str(tmp_path / 'text.npz')
@@ -154,7 +158,9 @@ def test_bits_mismatch_says_both_lengths():
     hash_index.linear_scan(make_codes(50, 32), np.zeros(16, np.uint8), 1)
 
 
-@pytest.mark.parametrize('codes,message', [
+@pytest.mark.parametrize(
+  'codes,message',
+  [
     (np.zeros(8, np.uint8), '2-D'),
     (np.zeros((2, 3, 4), np.uint8), '2-D'),
     (np.full((4, 8), 2, np.uint8), 'only 0 and 1'),
@@ -162,7 +168,8 @@ def test_bits_mismatch_says_both_lengths():
     (np.zeros((4, 256), np.uint8), '256 bits'),
     (np.zeros((4, 0), np.uint8), '0 bits'),
     (np.zeros((0, 8), np.uint8), 'empty'),
-])
+  ],
+)
 def test_bad_codes_raise(codes, message):
   with pytest.raises(ValueError, match=message):
     hash_index.HammingIndex(codes)

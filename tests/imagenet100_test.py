@@ -46,12 +46,16 @@ def fake_subset():
   """(train names by class, unlisted train names, queries) of the fake copy."""
   names, labels = lists.train_list()
   q_names, q_labels = lists.query_list()
-  train = {c: [n for n, l in zip(names, labels) if l == c][:TRAIN_PER_CLASS]
-           for c in CLASSES}
+  train = {
+    c: [n for n, l in zip(names, labels) if l == c][:TRAIN_PER_CLASS] for c in CLASSES
+  }
   extra = {c: f'{lists.classes()[c]}_999999' for c in CLASSES}
   assert not set(extra.values()) & set(names)
-  queries = [(n, c) for c in CLASSES for n in
-             [n for n, l in zip(q_names, q_labels) if l == c][:QUERIES_PER_CLASS]]
+  queries = [
+    (n, c)
+    for c in CLASSES
+    for n in [n for n, l in zip(q_names, q_labels) if l == c][:QUERIES_PER_CLASS]
+  ]
   return train, extra, queries
 
 
@@ -122,8 +126,9 @@ def built(tmp_path_factory, fake_lists):
     make_manual_dir(root / f'manual_{layout}', layout)
     out[layout] = str(root / f'data_{layout}')
     imagenet100.build(str(root / f'manual_{layout}'), out[layout], workers=2)
-  imagenet100.build(str(root / 'manual_archives'), out['archives'], config='original',
-                    workers=2)
+  imagenet100.build(
+    str(root / 'manual_archives'), out['archives'], config='original', workers=2
+  )
   return out
 
 
@@ -137,8 +142,10 @@ def test_shipped_lists_shape():
   assert all(n.startswith('ILSVRC2012_val_') for n in lists.query_list()[0])
 
 
-@pytest.mark.skipif(not os.path.isdir(DISTRIBUTED),
-                    reason='the distributed ImageNet-100 lists are not available')
+@pytest.mark.skipif(
+  not os.path.isdir(DISTRIBUTED),
+  reason='the distributed ImageNet-100 lists are not available',
+)
 def test_shipped_lists_equal_the_distributed_ones(tmp_path):
   counts = lists.convert(DISTRIBUTED, str(tmp_path))
   assert counts == {'classes.txt': 100, 'train.txt': 13000, 'query.txt': 5000}
@@ -157,8 +164,12 @@ def test_distributed_list_must_be_single_label(tmp_path):
 
 def test_source_reads_both_layouts_alike(built):
   train, extra, queries = fake_subset()
-  by_layout = {k: {s: sources.get_source('imagenet100', data_dir=d, split=s)
-                   for s in ('train', 'query')} for k, d in built.items()}
+  by_layout = {
+    k: {
+      s: sources.get_source('imagenet100', data_dir=d, split=s) for s in ('train', 'query')
+    }
+    for k, d in built.items()
+  }
   src = by_layout['archives']
   expected = {n: c for c in CLASSES for n in train[c] + [extra[c]]}
   assert sorted(src['train'].ids) == sorted(expected)
@@ -180,8 +191,9 @@ def test_source_reads_both_layouts_alike(built):
 
 def test_original_config_keeps_sizes_and_converts_odd_files(built):
   train, extra, _ = fake_subset()
-  src = sources.get_source('imagenet100', data_dir=built['archives'], split='train',
-                           config='original')
+  src = sources.get_source(
+    'imagenet100', data_dir=built['archives'], split='train', config='original'
+  )
   c = CLASSES[0]
   for k, name in enumerate(train[c] + [extra[c]]):
     img = src.load_image(src.ids.index(name))
@@ -207,8 +219,9 @@ def _config(data_dir):
   config = default.get_config()
   config.unlock()
   config.model.num_classes = 100
-  config.data.update(source='imagenet100', protocol='imagenet100', data_dir=data_dir,
-                     split_seed=0)
+  config.data.update(
+    source='imagenet100', protocol='imagenet100', data_dir=data_dir, split_seed=0
+  )
   return config
 
 
@@ -227,8 +240,7 @@ def test_protocol_splits_and_saved_splits(built, fake_lists, tmp_path):
   assert sorted(saved['splits']['train']) == sorted(train_names)
   again = input_data.prepare(_config(built['archives']), str(tmp_path))
   for k in splits:  # The other layout's build reloads the same images.
-    assert ([again.pool.ids[i] for i in again.splits[k]] ==
-            [pool.ids[i] for i in splits[k]])
+    assert [again.pool.ids[i] for i in again.splits[k]] == [pool.ids[i] for i in splits[k]]
 
 
 def test_protocol_names_missing_listed_images(built, fake_lists, monkeypatch):
@@ -236,15 +248,20 @@ def test_protocol_names_missing_listed_images(built, fake_lists, monkeypatch):
   names = train_names + ('n01514668_1', 'n01514668_2')
   labels = np.repeat(CLASSES, TRAIN_PER_CLASS).tolist() + [0, 0]
   monkeypatch.setattr(lists, 'train_list', lambda: (names, labels))
-  with pytest.raises(FileNotFoundError,
-                     match=r'2 of the 11 ImageNet-100 listed training images .* '
-                           r'n01514668_1, n01514668_2'):
+  with pytest.raises(
+    FileNotFoundError,
+    match=r'2 of the 11 ImageNet-100 listed training images .* '
+    r'n01514668_1, n01514668_2',
+  ):
     input_data.prepare(_config(built['folders']), None)
 
 
 def test_not_prepared_explains(tmp_path):
-  with pytest.raises(FileNotFoundError, match=r'python -m dahjax.data.imagenet100 '
-                     r'--manual_dir=.*downloads/manual --data_dir='):
+  with pytest.raises(
+    FileNotFoundError,
+    match=r'python -m dahjax.data.imagenet100 '
+    r'--manual_dir=.*downloads/manual --data_dir=',
+  ):
     sources.get_source('imagenet100', data_dir=str(tmp_path), split='train')
 
 
@@ -255,10 +272,15 @@ def test_missing_manual_files_are_listed(tmp_path, fake_lists):
   with pytest.raises(FileNotFoundError) as e:
     imagenet100.build(str(manual), str(tmp_path / 'data'))
   message = str(e.value)
-  for part in (f"manual_dir={str(manual)!r}", 'training images', 'validation images',
-               f'{manual}/ILSVRC2012_img_train.tar', f'{manual}/ILSVRC2012_img_val.tar',
-               f'{manual}/train/<wnid>/<wnid>_<n>.JPEG',
-               f'{manual}/val/ILSVRC2012_val_<n>.JPEG'):
+  for part in (
+    f'manual_dir={str(manual)!r}',
+    'training images',
+    'validation images',
+    f'{manual}/ILSVRC2012_img_train.tar',
+    f'{manual}/ILSVRC2012_img_val.tar',
+    f'{manual}/train/<wnid>/<wnid>_<n>.JPEG',
+    f'{manual}/val/ILSVRC2012_val_<n>.JPEG',
+  ):
     assert part in message, part
   assert not os.path.exists(tmp_path / 'data' / 'imagenet100')
   # Only the validation images missing.
@@ -272,29 +294,45 @@ def test_missing_classes_and_queries_are_named(tmp_path, fake_lists):
   manual = tmp_path / 'manual'
   make_manual_dir(manual, 'folders')
   os.remove(manual / 'val' / lists.classes()[CLASSES[1]] / f'{q_names[2]}.JPEG')
-  with pytest.raises(FileNotFoundError,
-                     match=rf'1 of the 6 .* query images .*{q_names[2]}'):
+  with pytest.raises(
+    FileNotFoundError, match=rf'1 of the 6 .* query images .*{q_names[2]}'
+  ):
     imagenet100.build(str(manual), str(tmp_path / 'data'))
   make_manual_dir(tmp_path / 'manual2', 'folders')
   os.rmdir(tmp_path / 'manual2' / 'train' / lists.classes()[99])
-  with pytest.raises(FileNotFoundError,
-                     match=rf'1 of the 100 .* classes .*{lists.classes()[99]}'):
+  with pytest.raises(
+    FileNotFoundError, match=rf'1 of the 100 .* classes .*{lists.classes()[99]}'
+  ):
     imagenet100.build(str(tmp_path / 'manual2'), str(tmp_path / 'data'))
 
 
 def test_cli_reports_missing_copy(tmp_path):
   result = subprocess.run(
-      [sys.executable, '-m', 'dahjax.data.imagenet100', f'--manual_dir={tmp_path}',
-       f'--data_dir={tmp_path / "data"}'], capture_output=True, text=True, cwd=REPO,
-      check=False)
+    [
+      sys.executable,
+      '-m',
+      'dahjax.data.imagenet100',
+      f'--manual_dir={tmp_path}',
+      f'--data_dir={tmp_path / "data"}',
+    ],
+    capture_output=True,
+    text=True,
+    cwd=REPO,
+    check=False,
+  )
   assert result.returncode != 0
   assert 'ILSVRC2012_img_train.tar' in result.stderr and str(tmp_path) in result.stderr
 
 
-@pytest.mark.parametrize('size,expected', [((500, 375), (341, 256)),
-                                           ((375, 500), (256, 341)),
-                                           ((100, 60), (426, 256)),
-                                           ((256, 300), (256, 300))])
+@pytest.mark.parametrize(
+  'size,expected',
+  [
+    ((500, 375), (341, 256)),
+    ((375, 500), (256, 341)),
+    ((100, 60), (426, 256)),
+    ((256, 300), (256, 300)),
+  ],
+)
 def test_encode_resizes_like_torchvision(size, expected):
   out = io.BytesIO()
   Image.new('RGB', size, (200, 30, 30)).save(out, format='PNG')
@@ -309,6 +347,7 @@ def test_headline_config_runs_end_to_end(built, fake_lists, tmp_path):
   from configs import dpfah_imagenet100  # pylint: disable=g-import-not-at-top
   from dahjax import train  # pylint: disable=g-import-not-at-top
   from dahjax import validation  # pylint: disable=g-import-not-at-top
+
   config = dpfah_imagenet100.get_config()
   config.unlock()
   config.data.data_dir = built['archives']
@@ -333,15 +372,29 @@ def test_headline_command_without_data_fails_fast(tmp_path):
   """No ImageNet-100 prepared: the command stops in seconds, before compiling
   anything, and says which files to put where and what to run."""
   import time  # pylint: disable=g-import-not-at-top
+
   start = time.time()
   proc = subprocess.run(
-      [sys.executable, '-m', 'dahjax.main', '--config', 'configs/dpfah_imagenet100.py',
-       '--workdir', str(tmp_path / 'run'),
-       f'--config.data.data_dir={tmp_path / "tfds"}'],
-      cwd=REPO, capture_output=True, text=True, timeout=300)
+    [
+      sys.executable,
+      '-m',
+      'dahjax.main',
+      '--config',
+      'configs/dpfah_imagenet100.py',
+      '--workdir',
+      str(tmp_path / 'run'),
+      f'--config.data.data_dir={tmp_path / "tfds"}',
+    ],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   assert proc.returncode != 0
   assert 'ILSVRC2012_img_train.tar' in proc.stderr
   assert 'python -m dahjax.data.imagenet100 --manual_dir=' in proc.stderr
   assert 'Traceback' not in proc.stderr
-  assert 'Compiling' not in proc.stderr and not os.path.exists(tmp_path / 'run' / 'checkpoints')
+  assert 'Compiling' not in proc.stderr and not os.path.exists(
+    tmp_path / 'run' / 'checkpoints'
+  )
   assert time.time() - start < 60

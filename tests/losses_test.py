@@ -18,8 +18,9 @@ def loop_dah_hash_loss(codes, labels, threshold=None, phi1=1.0, phi2=1.0):
   for i, j in itertools.permutations(range(b), 2):
     similar = jnp.dot(labels[i], labels[j]) > 0
     d = jnp.abs(codes[i] - codes[j])
-    w1 = jnp.where(similar, jnp.sum((codes[i] - codes[j]) ** 2),
-                   jnp.abs(t + jnp.sum(jnp.log(1 - d))))
+    w1 = jnp.where(
+      similar, jnp.sum((codes[i] - codes[j]) ** 2), jnp.abs(t + jnp.sum(jnp.log(1 - d)))
+    )
     w2 = (jnp.sum(codes[i] - 0.5) + jnp.sum(codes[j] - 0.5)) ** 2
     total = total + phi1 * w1 + phi2 * w2
   return total / (b * (b - 1))
@@ -39,9 +40,15 @@ def random_batch(seed, b=6, k=12, c=3, multi_label=False):
 @pytest.mark.parametrize('threshold,phi1,phi2', [(None, 1.0, 1.0), (3.0, 0.5, 2.0)])
 def test_dah_hash_loss_matches_loop(multi_label, threshold, phi1, phi2):
   codes, labels = random_batch(0, multi_label=multi_label)
-  fn = jax.jit(lambda c, l: losses.dah_hash_loss(
-      codes=c, similarity=losses.pairwise_similarity(l), threshold=threshold,
-      phi1=phi1, phi2=phi2))
+  fn = jax.jit(
+    lambda c, l: losses.dah_hash_loss(
+      codes=c,
+      similarity=losses.pairwise_similarity(l),
+      threshold=threshold,
+      phi1=phi1,
+      phi2=phi2,
+    )
+  )
   got = fn(codes, labels)
   want = loop_dah_hash_loss(codes, labels, threshold, phi1, phi2)
   np.testing.assert_allclose(got, want, rtol=1e-5)
@@ -60,11 +67,13 @@ def test_dah_loss_total_is_ce_plus_hash_terms():
   codes, labels = random_batch(1)
   logits = jnp.asarray(np.random.default_rng(2).normal(size=(6, 3)), jnp.float32)
   loss, aux = jax.jit(lambda o, l: losses.dah_loss(outputs=o, labels=l))(
-      {'hash': codes, 'logits': logits}, labels)
+    {'hash': codes, 'logits': logits}, labels
+  )
   ce = -np.mean(np.sum(np.asarray(labels) * np.asarray(jax.nn.log_softmax(logits)), 1))
   np.testing.assert_allclose(aux['ce'], ce, rtol=1e-5)
-  np.testing.assert_allclose(aux['w1'] + aux['w2'],
-                             loop_dah_hash_loss(codes, labels), rtol=1e-5)
+  np.testing.assert_allclose(
+    aux['w1'] + aux['w2'], loop_dah_hash_loss(codes, labels), rtol=1e-5
+  )
   np.testing.assert_allclose(loss, ce + aux['w1'] + aux['w2'], rtol=1e-5)
 
 
@@ -73,8 +82,9 @@ def test_dah_loss_finite_at_edges(value):
   """Identical codes and codes at the ends of (1/4, 3/4) keep loss and gradients finite."""
   codes = jnp.full((4, 8), value, jnp.float32)
   labels = jnp.eye(2)[jnp.array([0, 0, 1, 1])]
-  fn = lambda c: losses.dah_hash_loss(codes=c, similarity=losses.pairwise_similarity(
-      labels))
+  fn = lambda c: losses.dah_hash_loss(
+    codes=c, similarity=losses.pairwise_similarity(labels)
+  )
   assert np.isfinite(fn(codes))
   assert np.all(np.isfinite(jax.grad(fn)(codes)))
   # Opposite ends: |d| reaches 1/2, where log(1 - d) = log(1/2) is still finite.
@@ -109,8 +119,9 @@ def test_unknown_loss_lists_valid_names():
 def test_dah_loss_in_row_blocks_equals_one_block(monkeypatch):
   """Large batches are computed in blocks of rows; values and gradients do not change."""
   codes, labels = random_batch(3, b=11, k=7, c=3)
-  fn = lambda c: losses.dah_hash_loss(codes=c, similarity=losses.pairwise_similarity(
-      labels))
+  fn = lambda c: losses.dah_hash_loss(
+    codes=c, similarity=losses.pairwise_similarity(labels)
+  )
   whole = jax.value_and_grad(fn)(codes)
   monkeypatch.setattr(losses, '_BLOCK_ELEMENTS', 3 * 11 * 7)  # 3 rows a block, 4 blocks.
   blocked = jax.jit(jax.value_and_grad(fn))(codes)
@@ -130,8 +141,9 @@ def loop_dpfah_loss(u, logits, labels, alpha=0.5, delta=1.1, eta=10.0, zeta=0.1)
     theta = alpha * f[i] @ f[j]
     l1 += np.logaddexp(0.0, theta) - s * theta
   l1 /= b * (b - 1)
-  l2 = np.mean([np.sum(np.maximum(-delta - u[i], 0) + np.maximum(u[i] - delta, 0))
-                for i in range(b)])
+  l2 = np.mean(
+    [np.sum(np.maximum(-delta - u[i], 0) + np.maximum(u[i] - delta, 0)) for i in range(b)]
+  )
   p = 1 / (1 + np.exp(-logits))
   l3 = np.mean(np.sum(-(labels * np.log(p) + (1 - labels) * np.log(1 - p)), axis=1))
   return l1 + eta * l2 + zeta * l3, (l1, l2, l3)
@@ -143,17 +155,24 @@ def test_dpfah_loss_matches_loop(multi_label, kwargs):
   rng = np.random.default_rng(4)
   u = jnp.asarray(rng.normal(size=(7, 10)) * 1.2, jnp.float32)  # Some |u| > delta.
   logits = jnp.asarray(rng.normal(size=(7, 4)), jnp.float32)
-  labels = (jnp.asarray(rng.random((7, 4)) < 0.4, jnp.float32) if multi_label
-            else jnp.eye(4)[rng.integers(0, 4, 7)])
-  fn = jax.jit(lambda u, o: losses.dpfah_loss(outputs={'hash': u, 'logits': o},
-                                              labels=labels, **kwargs))
+  labels = (
+    jnp.asarray(rng.random((7, 4)) < 0.4, jnp.float32)
+    if multi_label
+    else jnp.eye(4)[rng.integers(0, 4, 7)]
+  )
+  fn = jax.jit(
+    lambda u, o: losses.dpfah_loss(
+      outputs={'hash': u, 'logits': o}, labels=labels, **kwargs
+    )
+  )
   loss, aux = fn(u, logits)
   want, terms = loop_dpfah_loss(u, logits, labels, **kwargs)
   np.testing.assert_allclose(loss, want, rtol=1e-5)
   np.testing.assert_allclose([aux['l1'], aux['l2'], aux['l3']], terms, rtol=1e-5)
   grads = jax.grad(lambda u, o: fn(u, o)[0], argnums=(0, 1))(u, logits)
-  ref = jax.grad(lambda u, o: loop_dpfah_loss_jax(u, o, labels, **kwargs),
-                 argnums=(0, 1))(u, logits)
+  ref = jax.grad(lambda u, o: loop_dpfah_loss_jax(u, o, labels, **kwargs), argnums=(0, 1))(
+    u, logits
+  )
   for g, r in zip(grads, ref):
     np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-6)
 
@@ -169,8 +188,12 @@ def loop_dpfah_loss_jax(u, logits, labels, alpha=0.5, delta=1.1, eta=10.0, zeta=
     l1 = l1 + jnp.logaddexp(0.0, theta) - s * theta
   l1 = l1 / (b * (b - 1))
   l2 = jnp.mean(jnp.sum(jax.nn.relu(-delta - u) + jax.nn.relu(u - delta), axis=1))
-  l3 = jnp.mean(jnp.sum(-(labels * jax.nn.log_sigmoid(logits)
-                          + (1 - labels) * jax.nn.log_sigmoid(-logits)), axis=1))
+  l3 = jnp.mean(
+    jnp.sum(
+      -(labels * jax.nn.log_sigmoid(logits) + (1 - labels) * jax.nn.log_sigmoid(-logits)),
+      axis=1,
+    )
+  )
   return l1 + eta * l2 + zeta * l3
 
 

@@ -13,8 +13,9 @@ from tests.conftest import random_images
 
 
 def count_params(model, size=32):
-  variables = jax.eval_shape(lambda: model.init(jax.random.key(0),
-                                                jnp.zeros((1, size, size, 3))))
+  variables = jax.eval_shape(
+    lambda: model.init(jax.random.key(0), jnp.zeros((1, size, size, 3)))
+  )
   return sum(np.prod(x.shape) for x in jax.tree.leaves(variables['params']))
 
 
@@ -23,8 +24,9 @@ def test_dah_parameter_count_matches_paper():
   n = count_params(models.create_model('dah_resnet30', bits=48, num_classes=10))
   print(f'DAH ResNet30 (48 bits, 10 classes): {n:,} parameters')
   assert 2.8e6 <= n <= 3.6e6
-  none = count_params(models.create_model('dah_resnet30', bits=48, num_classes=10,
-                                          attention='none'))
+  none = count_params(
+    models.create_model('dah_resnet30', bits=48, num_classes=10, attention='none')
+  )
   # CBAM on 64, 256 and 512 channels: 2 MLPs each plus a 7x7x2 conv.
   cbam = sum(2 * c * (c // 16) + c // 16 + c + 7 * 7 * 2 + 1 for c in (64, 256, 512))
   assert n - none == cbam
@@ -32,12 +34,14 @@ def test_dah_parameter_count_matches_paper():
 
 @pytest.mark.parametrize('attention_name', ['cbam', 'none'])
 def test_dah_outputs(attention_name):
-  model = models.create_model('dah_resnet30', bits=12, num_classes=10,
-                              attention=attention_name)
+  model = models.create_model(
+    'dah_resnet30', bits=12, num_classes=10, attention=attention_name
+  )
   x = jnp.asarray(random_images(4))
   variables = model.init(jax.random.key(0), x)
-  out, updates = jax.jit(lambda v, x: model.apply(v, x, train=True,
-                                                  mutable=['batch_stats']))(variables, x)
+  out, updates = jax.jit(
+    lambda v, x: model.apply(v, x, train=True, mutable=['batch_stats'])
+  )(variables, x)
   assert out['hash'].shape == (4, 12) and out['logits'].shape == (4, 10)
   assert jnp.all(out['hash'] > 0.25) and jnp.all(out['hash'] < 0.75)
   assert 'batch_stats' in updates
@@ -48,11 +52,14 @@ def test_dah_outputs(attention_name):
 
 def test_shrink_sigmoid_and_threshold():
   x = jnp.array([-50.0, -1.0, 0.0, 1.0, 50.0])
-  np.testing.assert_allclose(heads.shrink_sigmoid(x),
-                             0.25 + 1 / (2 * (1 + np.exp(-np.array(x, np.float64)))),
-                             rtol=1e-6)
-  np.testing.assert_array_equal(heads.shrink_sigmoid_codes(jnp.array([0.4, 0.5, 0.6])),
-                                [0, 0, 1])
+  np.testing.assert_allclose(
+    heads.shrink_sigmoid(x),
+    0.25 + 1 / (2 * (1 + np.exp(-np.array(x, np.float64)))),
+    rtol=1e-6,
+  )
+  np.testing.assert_array_equal(
+    heads.shrink_sigmoid_codes(jnp.array([0.4, 0.5, 0.6])), [0, 0, 1]
+  )
 
 
 def test_cbam_matches_formula():
@@ -61,35 +68,51 @@ def test_cbam_matches_formula():
   variables = module.init(jax.random.key(1), x)
   got = module.apply(variables, x)
   p = variables['params']
-  mlp = lambda v: nn.relu(v @ p['channel']['mlp_in']['kernel'] + p['channel']['mlp_in'][
-      'bias']) @ p['channel']['mlp_out']['kernel'] + p['channel']['mlp_out']['bias']
+  mlp = lambda v: (
+    nn.relu(v @ p['channel']['mlp_in']['kernel'] + p['channel']['mlp_in']['bias'])
+    @ p['channel']['mlp_out']['kernel']
+    + p['channel']['mlp_out']['bias']
+  )
   mc = jax.nn.sigmoid(mlp(x.mean((1, 2))) + mlp(x.max((1, 2))))[:, None, None]
   f1 = x * mc
   pooled = jnp.concatenate([f1.mean(-1, keepdims=True), f1.max(-1, keepdims=True)], -1)
-  conv = jax.lax.conv_general_dilated(
-      pooled, p['spatial']['conv']['kernel'], (1, 1), 'SAME',
-      dimension_numbers=('NHWC', 'HWIO', 'NHWC')) + p['spatial']['conv']['bias']
+  conv = (
+    jax.lax.conv_general_dilated(
+      pooled,
+      p['spatial']['conv']['kernel'],
+      (1, 1),
+      'SAME',
+      dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+    )
+    + p['spatial']['conv']['bias']
+  )
   np.testing.assert_allclose(got, f1 * jax.nn.sigmoid(conv), rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize('kwargs,match', [
+@pytest.mark.parametrize(
+  'kwargs,match',
+  [
     (dict(bits=0), 'positive integer'),
     (dict(bits=-3), 'positive integer'),
-])
+  ],
+)
 def test_bad_bits(kwargs, match):
   with pytest.raises(ValueError, match=match):
     models.create_model('dah_resnet30', **kwargs)
 
 
 def test_unknown_model_and_attention():
-  with pytest.raises(ValueError, match="Unknown model 'resnet99'.*dah_resnet30, dpfah_resnet18"):
+  with pytest.raises(
+    ValueError, match="Unknown model 'resnet99'.*dah_resnet30, dpfah_resnet18"
+  ):
     models.create_model('resnet99')
   with pytest.raises(ValueError, match='cbam, none'):
     models.create_model('dah_resnet30', attention='se')
 
 
 def numpy_pfa(x, lam=1e-4):
-  """PFA (DPFAH eqs. 6-9, with SimAM's n = H*W - 1) written out per image and channel with NumPy loops, in float64."""
+  """PFA (DPFAH eqs. 6-9, with SimAM's n = H*W - 1) written out per image and channel
+  with NumPy loops, in float64."""
   x = np.asarray(x, np.float64)
   out = np.empty_like(x)
   b, h, w, c = x.shape
@@ -129,8 +152,9 @@ def test_resnet18_pfa_placements(stem, size):
   outs, counts = {}, {}
   variables = None
   for placement in ('stem', 'every_block', 'none'):
-    model = models.create_model('dpfah_resnet18', bits=16, num_classes=7, stem=stem,
-                                attention=placement)
+    model = models.create_model(
+      'dpfah_resnet18', bits=16, num_classes=7, stem=stem, attention=placement
+    )
     if variables is None:
       variables = jax.jit(model.init)(jax.random.key(0), x)
     counts[placement] = count_params(model, size)
@@ -147,8 +171,9 @@ def test_resnet18_pfa_placements(stem, size):
 
 def test_resnet18_codes_and_bad_options():
   model = models.create_model('dpfah_resnet18', bits=4, num_classes=3)
-  np.testing.assert_array_equal(model.binary_codes(jnp.array([[-0.1, 0.0, 0.2, -3.0]])),
-                                [[0, 1, 1, 0]])
+  np.testing.assert_array_equal(
+    model.binary_codes(jnp.array([[-0.1, 0.0, 0.2, -3.0]])), [[0, 1, 1, 0]]
+  )
   with pytest.raises(ValueError, match='imagenet, cifar'):
     models.create_model('dpfah_resnet18', stem='tiny')
   with pytest.raises(ValueError, match='stem, every_block, none'):

@@ -21,7 +21,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Runs in a fresh process with 8 CPU devices: loss, terms and gradients of one train
 # step on one device and on an 8-device mesh, for the same global batch.
-_EIGHT_DEVICES = r'''
+_EIGHT_DEVICES = r"""
 import json, sys
 import jax, numpy as np
 from configs import default
@@ -43,7 +43,8 @@ rng = np.random.default_rng(0)
 images = rng.random((batch, size, size, 3), dtype=np.float32)
 labels = np.eye(4, dtype=np.float32)[np.arange(batch) % 4]
 step = jax.jit(lambda s, b: train.loss_and_grads(
-    s, b, loss_fn=losses.get_loss(config.loss_name), loss_kwargs=losses.loss_kwargs(config.loss_name, config.loss)))
+    s, b, loss_fn=losses.get_loss(config.loss_name),
+    loss_kwargs=losses.loss_kwargs(config.loss_name, config.loss)))
 out = {}
 # 'reversed': the same batch in the opposite order on one device, which changes only the
 # order of float32 sums: the yardstick for the 8-device result.
@@ -58,17 +59,24 @@ for name, n, order in (('one', 1, slice(None)), ('reversed', 1, slice(None, None
                    grads=[np.asarray(g).ravel().tolist() for g in jax.tree.leaves(grads)],
                    stats=[np.asarray(v).ravel().tolist() for v in jax.tree.leaves(stats)])
 print('RESULT ' + json.dumps(out))
-'''
+"""
 
 
 def run_eight_devices(setting):
-  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=8',
-             JAX_PLATFORMS='cpu')
-  proc = subprocess.run([sys.executable, '-c', _EIGHT_DEVICES, setting], cwd=ROOT,
-                        env=env, capture_output=True, text=True, timeout=900)
+  env = dict(
+    os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=8', JAX_PLATFORMS='cpu'
+  )
+  proc = subprocess.run(
+    [sys.executable, '-c', _EIGHT_DEVICES, setting],
+    cwd=ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=900,
+  )
   assert proc.returncode == 0, proc.stderr[-3000:]
   line = [l for l in proc.stdout.splitlines() if l.startswith('RESULT ')][-1]
-  return json.loads(line[len('RESULT '):])
+  return json.loads(line[len('RESULT ') :])
 
 
 def largest_relative_difference(grads_a, grads_b) -> float:
@@ -98,8 +106,10 @@ def test_eight_devices_equal_one_device(setting):
     np.testing.assert_allclose(s8, s1, rtol=1e-5, atol=1e-6)
   floor = largest_relative_difference(one['grads'], rev['grads'])
   worst = largest_relative_difference(one['grads'], eight['grads'])
-  print(f'{setting}: gradients, 8 devices vs 1: {worst:.2e}; reversed batch on 1 device: '
-        f'{floor:.2e} (relative to each tensor\'s largest gradient)')
+  print(
+    f'{setting}: gradients, 8 devices vs 1: {worst:.2e}; reversed batch on 1 device: '
+    f"{floor:.2e} (relative to each tensor's largest gradient)"
+  )
   assert worst <= 3 * floor + 1e-6
 
 
@@ -120,24 +130,35 @@ def test_initialize_needs_all_three_flags():
 
 
 def tiny_flags(tiny_folder, steps):
-  return [f'--config.data.data_dir={tiny_folder}', '--config.model.bits=8',
-          '--config.model.num_classes=3', '--config.batch_size=6',
-          f'--config.num_train_steps={steps}', '--config.log_every_steps=1',
-          '--config.checkpoint_every_steps=2', '--config.eval.batch_size=8',
-          '--config.eval.precision_at=5', '--config.data.num_threads=1']
+  return [
+    f'--config.data.data_dir={tiny_folder}',
+    '--config.model.bits=8',
+    '--config.model.num_classes=3',
+    '--config.batch_size=6',
+    f'--config.num_train_steps={steps}',
+    '--config.log_every_steps=1',
+    '--config.checkpoint_every_steps=2',
+    '--config.eval.batch_size=8',
+    '--config.eval.precision_at=5',
+    '--config.data.num_threads=1',
+  ]
 
 
 def read_params(workdir, step, config):
   """The parameters of checkpoint `step` of a run of `config`, onto this process's
   device (a checkpoint written by several processes holds their devices' shardings)."""
   from dahjax import state as state_lib  # pylint: disable=g-import-not-at-top
+
   model = state_lib.create_model(config)
   state = state_lib.create_train_state(jax.random.key(0), config, model)
   target = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
-  manager = ocp.CheckpointManager(os.path.join(workdir, 'checkpoints'),
-                                  options=ocp.CheckpointManagerOptions(read_only=True))
+  manager = ocp.CheckpointManager(
+    os.path.join(workdir, 'checkpoints'),
+    options=ocp.CheckpointManagerOptions(read_only=True),
+  )
   restored = manager.restore(
-      step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
+    step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target))
+  )
   return jax.tree.map(np.asarray, restored['state'].params)
 
 
@@ -155,21 +176,34 @@ def test_two_processes_equal_one(tiny_folder, tiny_config, tmp_path):
   env = dict(os.environ, JAX_PLATFORMS='cpu')
   base = [sys.executable, '-m', 'dahjax.main', '--config', 'configs/default.py']
   proc = subprocess.run(
-      base + ['--workdir', one] + tiny_flags(tiny_folder, 4), cwd=ROOT,
-      env=dict(env, XLA_FLAGS='--xla_force_host_platform_device_count=2'),
-      capture_output=True, text=True, timeout=900)
+    base + ['--workdir', one] + tiny_flags(tiny_folder, 4),
+    cwd=ROOT,
+    env=dict(env, XLA_FLAGS='--xla_force_host_platform_device_count=2'),
+    capture_output=True,
+    text=True,
+    timeout=900,
+  )
   assert proc.returncode == 0, proc.stderr[-3000:]
   env.pop('XLA_FLAGS', None)
-  proc = subprocess.run(['bash', 'launch/local_multiprocess.sh', '2', 'configs/default.py',
-                         two] + tiny_flags(tiny_folder, 4), cwd=ROOT, env=env,
-                        capture_output=True, text=True, timeout=900)
-  logs = ''.join(open(os.path.join(two, 'logs', f)).read()
-                 for f in sorted(os.listdir(os.path.join(two, 'logs'))))
+  proc = subprocess.run(
+    ['bash', 'launch/local_multiprocess.sh', '2', 'configs/default.py', two]
+    + tiny_flags(tiny_folder, 4),
+    cwd=ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=900,
+  )
+  logs = ''.join(
+    open(os.path.join(two, 'logs', f)).read()
+    for f in sorted(os.listdir(os.path.join(two, 'logs')))
+  )
   assert proc.returncode == 0, logs[-4000:]
   assert 'Process 1 of 2' in logs and 'Process 0 of 2' in logs
   p1, p2 = read_params(one, 4, tiny_config), read_params(two, 4, tiny_config)
-  worst = max(float(np.max(np.abs(a - b))) for a, b in
-              zip(jax.tree.leaves(p1), jax.tree.leaves(p2)))
+  worst = max(
+    float(np.max(np.abs(a - b))) for a, b in zip(jax.tree.leaves(p1), jax.tree.leaves(p2))
+  )
   print(f'2 processes vs 1: largest parameter difference after 4 steps {worst:.2e}')
   assert worst <= 1e-6
   m1 = json.load(open(os.path.join(one, 'eval', 'metrics.json')))

@@ -25,8 +25,9 @@ def test_imagenet_eval_is_central_crop_of_resize_256():
   got = pipeline.eval_transform(img, transform='imagenet_crop', image_size=224)
   resized = np.asarray(Image.fromarray(img).resize((341, 256), Image.BILINEAR))
   top, left = (256 - 224) // 2, (341 - 224) // 2
-  np.testing.assert_array_equal(got, resized[top:top + 224, left:left + 224].astype(
-      np.float32) / 255.0)
+  np.testing.assert_array_equal(
+    got, resized[top : top + 224, left : left + 224].astype(np.float32) / 255.0
+  )
   assert got.dtype == np.float32
 
 
@@ -35,11 +36,21 @@ def test_imagenet_train_crop_is_a_window_of_the_resized_image():
   resized = pipeline.resize_shorter(img, 256).astype(np.float32) / 255.0
   seen_flip = set()
   for seed in range(12):
-    out = pipeline.train_transform(img, transform='imagenet_crop', image_size=224,
-                                   random_flip=False, rng=np.random.default_rng(seed))
+    out = pipeline.train_transform(
+      img,
+      transform='imagenet_crop',
+      image_size=224,
+      random_flip=False,
+      rng=np.random.default_rng(seed),
+    )
     assert out.shape == (224, 224, 3)
-    again = pipeline.train_transform(img, transform='imagenet_crop', image_size=224,
-                                     random_flip=False, rng=np.random.default_rng(seed))
+    again = pipeline.train_transform(
+      img,
+      transform='imagenet_crop',
+      image_size=224,
+      random_flip=False,
+      rng=np.random.default_rng(seed),
+    )
     np.testing.assert_array_equal(out, again)  # A function of the rng alone.
     found = None
     for flipped, cand in ((False, out), (True, out[:, ::-1])):
@@ -47,7 +58,8 @@ def test_imagenet_train_crop_is_a_window_of_the_resized_image():
         left = np.flatnonzero(np.all(resized[top, :, :] == cand[0, 0], axis=-1))
         for l in left:
           if l + 224 <= resized.shape[1] and np.array_equal(
-              resized[top:top + 224, l:l + 224], cand):
+            resized[top : top + 224, l : l + 224], cand
+          ):
             found = flipped
       if found is not None:
         break
@@ -58,25 +70,38 @@ def test_imagenet_train_crop_is_a_window_of_the_resized_image():
 
 def test_cifar_crop_pads_four_pixels():
   img = photo(32, 32)
-  outs = [pipeline.train_transform(img, transform='cifar_crop', image_size=32,
-                                   random_flip=False, rng=np.random.default_rng(s))
-          for s in range(20)]
+  outs = [
+    pipeline.train_transform(
+      img,
+      transform='cifar_crop',
+      image_size=32,
+      random_flip=False,
+      rng=np.random.default_rng(s),
+    )
+    for s in range(20)
+  ]
   padded = np.pad(img.astype(np.float32) / 255.0, ((4, 4), (4, 4), (0, 0)))
   for out in outs:
     assert out.shape == (32, 32, 3)
-    ok = any(np.array_equal(cand, padded[t:t + 32, l:l + 32])
-             for cand in (out, out[:, ::-1]) for t in range(9) for l in range(9))
+    ok = any(
+      np.array_equal(cand, padded[t : t + 32, l : l + 32])
+      for cand in (out, out[:, ::-1])
+      for t in range(9)
+      for l in range(9)
+    )
     assert ok
   assert any(np.any(o == 0) for o in outs)  # Some crops show the zero padding.
   np.testing.assert_array_equal(
-      pipeline.eval_transform(img, transform='cifar_crop', image_size=32),
-      img.astype(np.float32) / 255.0)
+    pipeline.eval_transform(img, transform='cifar_crop', image_size=32),
+    img.astype(np.float32) / 255.0,
+  )
 
 
 def test_resize_transform_flip_follows_rng_and_flag():
   img = photo(32, 32)
-  out = pipeline.train_transform(img, transform='resize', image_size=32,
-                                 random_flip=False, rng=np.random.default_rng(0))
+  out = pipeline.train_transform(
+    img, transform='resize', image_size=32, random_flip=False, rng=np.random.default_rng(0)
+  )
   np.testing.assert_array_equal(out, img.astype(np.float32) / 255.0)
 
 
@@ -84,5 +109,6 @@ def test_unknown_transform():
   with pytest.raises(ValueError, match='cifar_crop, imagenet_crop, resize'):
     pipeline.eval_transform(photo(), transform='random_erase', image_size=32)
   with pytest.raises(ValueError, match='cifar_crop, imagenet_crop, resize'):
-    pipeline.train_transform(photo(), transform='x', image_size=32, random_flip=False,
-                             rng=np.random.default_rng(0))
+    pipeline.train_transform(
+      photo(), transform='x', image_size=32, random_flip=False, rng=np.random.default_rng(0)
+    )

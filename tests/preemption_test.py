@@ -18,8 +18,8 @@ import pytest
 from dahjax import checkpoints
 from dahjax import state as state_lib
 from dahjax import train
-from tests.parallel_test import read_params
 from tests.parallel_test import ROOT
+from tests.parallel_test import read_params
 from tests.parallel_test import tiny_flags
 
 STEPS = 10
@@ -28,10 +28,11 @@ STEPS = 10
 def tiny_run_config(tiny_folder):
   """The config `start` runs (configs/default.py with `tiny_flags`)."""
   from configs import default  # pylint: disable=g-import-not-at-top
+
   config = default.get_config()
   config.unlock()
   for flag in tiny_flags(tiny_folder, STEPS):
-    name, value = flag[len('--config.'):].split('=')
+    name, value = flag[len('--config.') :].split('=')
     *parents, leaf = name.split('.')
     node = config
     for part in parents:
@@ -43,10 +44,20 @@ def tiny_run_config(tiny_folder):
 def start(workdir, tiny_folder, steps=STEPS, extra=()):
   env = dict(os.environ, JAX_PLATFORMS='cpu')
   env.pop('XLA_FLAGS', None)
-  cmd = [sys.executable, '-m', 'dahjax.main', '--config', 'configs/default.py',
-         '--workdir', workdir, *tiny_flags(tiny_folder, steps), *extra]
-  return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True)
+  cmd = [
+    sys.executable,
+    '-m',
+    'dahjax.main',
+    '--config',
+    'configs/default.py',
+    '--workdir',
+    workdir,
+    *tiny_flags(tiny_folder, steps),
+    *extra,
+  ]
+  return subprocess.Popen(
+    cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+  )
 
 
 def logged_steps(workdir):
@@ -89,8 +100,10 @@ def test_sigterm_saves_stops_and_resumes_exactly(tiny_folder, tmp_path, uninterr
   assert 'Stopped by SIGTERM at step' in out
   stopped = max(logged_steps(workdir))
   assert 3 <= stopped < STEPS
-  manager = ocp.CheckpointManager(os.path.join(workdir, 'checkpoints'),
-                                  options=ocp.CheckpointManagerOptions(read_only=True))
+  manager = ocp.CheckpointManager(
+    os.path.join(workdir, 'checkpoints'),
+    options=ocp.CheckpointManagerOptions(read_only=True),
+  )
   assert manager.latest_step() == stopped  # Saved at the step it stopped, not before.
   position = manager.restore(stopped, args=ocp.args.Composite(data=ocp.args.JsonRestore()))
   assert position['data']['next_step'] == stopped + 1
@@ -98,8 +111,7 @@ def test_sigterm_saves_stops_and_resumes_exactly(tiny_folder, tmp_path, uninterr
   out, _ = proc.communicate(timeout=900)
   assert proc.returncode == 0, out[-3000:]
   assert logged_steps(workdir) == list(range(1, STEPS + 1))
-  assert_identical(read_params(workdir, STEPS, tiny_run_config(tiny_folder)),
-                   uninterrupted)
+  assert_identical(read_params(workdir, STEPS, tiny_run_config(tiny_folder)), uninterrupted)
 
 
 def test_kill_9_then_resume_is_exact(tiny_folder, tmp_path, uninterrupted):
@@ -114,8 +126,7 @@ def test_kill_9_then_resume_is_exact(tiny_folder, tmp_path, uninterrupted):
   proc = start(workdir, tiny_folder)
   out, _ = proc.communicate(timeout=900)
   assert proc.returncode == 0, out[-3000:]
-  assert_identical(read_params(workdir, STEPS, tiny_run_config(tiny_folder)),
-                   uninterrupted)
+  assert_identical(read_params(workdir, STEPS, tiny_run_config(tiny_folder)), uninterrupted)
 
 
 def test_damaged_latest_checkpoint_falls_back(tiny_config, tmp_path, caplog):
@@ -142,14 +153,20 @@ def test_non_finite_loss_stops_before_saving(tiny_config, tmp_path):
   workdir = str(tmp_path)
   tiny_config.num_train_steps = 2
   train.train_and_evaluate(tiny_config, workdir)
-  before = {f: os.path.getmtime(os.path.join(r, f))
-            for r, _, fs in os.walk(os.path.join(workdir, 'checkpoints')) for f in fs}
+  before = {
+    f: os.path.getmtime(os.path.join(r, f))
+    for r, _, fs in os.walk(os.path.join(workdir, 'checkpoints'))
+    for f in fs
+  }
   tiny_config.num_train_steps = 6
   tiny_config.loss.threshold = float('nan')  # W1 becomes NaN from step 3 on.
   with pytest.raises(FloatingPointError, match=r'Non-finite loss at step 3 \(.*w1 nan'):
     train.train_and_evaluate(tiny_config, workdir)
-  after = {f: os.path.getmtime(os.path.join(r, f))
-           for r, _, fs in os.walk(os.path.join(workdir, 'checkpoints')) for f in fs}
+  after = {
+    f: os.path.getmtime(os.path.join(r, f))
+    for r, _, fs in os.walk(os.path.join(workdir, 'checkpoints'))
+    for f in fs
+  }
   assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['2']
   assert after == before  # The last good checkpoint is untouched.
 
@@ -160,7 +177,10 @@ def test_workdir_of_another_run_is_refused(tiny_config, tmp_path):
   checkpoints.check_run_config(tiny_config, workdir)  # Same settings: accepted.
   tiny_config.model.bits = 16
   tiny_config.data.protocol = 'dpfah_cifar10'
-  with pytest.raises(ValueError, match=r"model.bits: workdir has 8, config has 16.*"
-                                       r"data.protocol"):
+  with pytest.raises(
+    ValueError,
+    match=r'model.bits: workdir has 8, config has 16.*'
+    r'data.protocol',
+  ):
     checkpoints.check_run_config(tiny_config, workdir)
   shutil.rmtree(workdir)

@@ -1,8 +1,6 @@
 """Tests of dahjax.retrieval against a plain NumPy reference on codes with many ties."""
 
 import itertools
-import math
-
 import json
 
 import numpy as np
@@ -23,7 +21,7 @@ def reference_rankings(q, d, ql, dl):
 def reference_map(q, d, ql, dl, topk=None):
   aps = []
   for _, rel in reference_rankings(q, d, ql, dl):
-    rel = rel[:topk or len(d)]
+    rel = rel[: topk or len(d)]
     hits, precisions = 0, []
     for rank, r in enumerate(rel, start=1):
       if r:
@@ -61,13 +59,17 @@ def random_case(seed, nq=13, nd=57, bits=4, classes=3, multi_label=False):
 @pytest.mark.parametrize('bits', [4, 8, 33, 64])
 def test_pack_and_hamming_match_numpy(bits):
   q, d, _, _ = random_case(bits, bits=bits)
-  got = np.asarray(retrieval.hamming_distance(retrieval.pack_codes(q)[:, None],
-                                              retrieval.pack_codes(d)[None]))
+  got = np.asarray(
+    retrieval.hamming_distance(
+      retrieval.pack_codes(q)[:, None], retrieval.pack_codes(d)[None]
+    )
+  )
   want = (q[:, None, :] != d[None, :, :]).sum(-1)
   np.testing.assert_array_equal(got, want)
   # The same kernel on NumPy words (as the radius index uses it) gives the same.
-  on_host = retrieval.hamming_distance(np.asarray(retrieval.pack_codes(q))[:, None],
-                                       np.asarray(retrieval.pack_codes(d))[None])
+  on_host = retrieval.hamming_distance(
+    np.asarray(retrieval.pack_codes(q))[:, None], np.asarray(retrieval.pack_codes(d))[None]
+  )
   assert isinstance(on_host, np.ndarray) and on_host.dtype == np.uint8
   np.testing.assert_array_equal(on_host, want)
   assert retrieval.pack_codes(q).shape == (len(q), -(-bits // 32))
@@ -89,10 +91,12 @@ def test_all_metrics_match_reference_across_chunks(monkeypatch, multi_label):
   q, d, ql, dl = random_case(5, bits=6, multi_label=multi_label)
   got = retrieval.retrieval_metrics(q, d, ql, dl, topk=20, precision_at=15, radius=2)
   np.testing.assert_allclose(got['map'], reference_map(q, d, ql, dl, 20), rtol=1e-12)
-  np.testing.assert_allclose(got['precision_at_15'],
-                             reference_precision_at(q, d, ql, dl, 15), rtol=1e-12)
-  np.testing.assert_allclose(got['precision_radius_2'],
-                             reference_radius_precision(q, d, ql, dl, 2), rtol=1e-12)
+  np.testing.assert_allclose(
+    got['precision_at_15'], reference_precision_at(q, d, ql, dl, 15), rtol=1e-12
+  )
+  np.testing.assert_allclose(
+    got['precision_radius_2'], reference_radius_precision(q, d, ql, dl, 2), rtol=1e-12
+  )
 
 
 def test_known_map_with_ties_broken_by_index():
@@ -115,15 +119,24 @@ def test_perfect_codes_score_one():
   d = np.repeat(np.eye(4, dtype=np.uint8), 5, axis=0)
   labels = d.copy()
   m = retrieval.retrieval_metrics(d, d, labels, labels, precision_at=5, radius=0)
-  assert m == {'map': 1.0, 'map_tie_aware': 1.0, 'precision_at_5': 1.0,
-               'precision_radius_0': 1.0, 'recall_radius_0': 1.0}
+  assert m == {
+    'map': 1.0,
+    'map_tie_aware': 1.0,
+    'precision_at_5': 1.0,
+    'precision_radius_0': 1.0,
+    'recall_radius_0': 1.0,
+  }
 
 
 def test_radius_with_no_results_scores_zero():
   q, d = np.array([[1, 1, 1, 1]]), np.array([[0, 0, 0, 0]])
   labels = np.array([[1]])
-  assert retrieval.retrieval_metrics(q, d, labels, labels,
-                                     precision_at=None)['precision_radius_2'] == 0.0
+  assert (
+    retrieval.retrieval_metrics(q, d, labels, labels, precision_at=None)[
+      'precision_radius_2'
+    ]
+    == 0.0
+  )
 
 
 def test_bit_balance():
@@ -133,11 +146,14 @@ def test_bit_balance():
   assert retrieval.bit_balance(np.ones((3, 2))) == float('inf')
 
 
-@pytest.mark.parametrize('change,match', [
+@pytest.mark.parametrize(
+  'change,match',
+  [
     (lambda a: (a[0][:, :3], *a[1:]), 'bits'),
     (lambda a: (a[0], a[1], a[2][:-1], a[3]), 'rows'),
     (lambda a: (a[0], a[1][:0], a[2], a[3][:0]), 'empty'),
-])
+  ],
+)
 def test_bad_inputs(change, match):
   args = change(random_case(0))
   with pytest.raises(ValueError, match=match):
@@ -162,8 +178,7 @@ def test_more_bad_inputs():
   with pytest.raises(ValueError, match='radius=-1'):
     retrieval.retrieval_metrics(q, d, ql, dl, radius=-1)
   with pytest.raises(ValueError, match='at most 255|max 255'):
-    retrieval.mean_average_precision(np.zeros((1, 256)), np.zeros((2, 256)), ql[:1],
-                                     dl[:2])
+    retrieval.mean_average_precision(np.zeros((1, 256)), np.zeros((2, 256)), ql[:1], dl[:2])
 
 
 def tie_orders(dist):
@@ -181,7 +196,7 @@ def reference_tie_aware(q, d, ql, dl, topk=None):
     rel = (dl @ ql[i]) > 0
     precision_sums, counts = [], []
     for order in tie_orders(dist):
-      r = rel[order][:topk or len(d)]
+      r = rel[order][: topk or len(d)]
       hits = np.cumsum(r)
       precision_sums.append(np.sum(np.where(r, hits / np.arange(1, len(r) + 1), 0)))
       counts.append(r.sum())
@@ -229,8 +244,9 @@ def reference_radius(q, d, ql, dl, r):
 def test_curves_match_reference(monkeypatch, multi_label):
   monkeypatch.setattr(retrieval, '_CHUNK_CELLS', 57 * 3)
   q, d, ql, dl = random_case(11, bits=5, multi_label=multi_label)
-  m = retrieval.retrieval_metrics(q, d, ql, dl, radius=1, curves=True,
-                                  curve_points=[1, 2, 7, 30, 57, 100])
+  m = retrieval.retrieval_metrics(
+    q, d, ql, dl, radius=1, curves=True, curve_points=[1, 2, 7, 30, 57, 100]
+  )
   assert m['precision_at_n']['n'] == [1, 2, 7, 30, 57]  # 100 clipped to 57.
   for n, p in zip(m['precision_at_n']['n'], m['precision_at_n']['precision']):
     np.testing.assert_allclose(p, reference_precision_at(q, d, ql, dl, n), rtol=1e-12)
@@ -252,8 +268,11 @@ def test_partial_sort_for_topk_equals_full_sort(bits):
   """mAP@K sorts only the items up to the K-th item's distance; same as a full sort."""
   q, d, ql, dl = random_case(3, nq=20, nd=400, bits=bits, classes=5)
   for k in (1, 17, 100, 399):
-    np.testing.assert_allclose(retrieval.mean_average_precision(q, d, ql, dl, topk=k),
-                               reference_map(q, d, ql, dl, k), rtol=1e-12)
+    np.testing.assert_allclose(
+      retrieval.mean_average_precision(q, d, ql, dl, topk=k),
+      reference_map(q, d, ql, dl, k),
+      rtol=1e-12,
+    )
 
 
 def test_per_bit_balance():
@@ -268,5 +287,7 @@ def test_bit_balance_summary_is_strict_json():
   summary = retrieval.bit_balance_summary(codes)
   assert summary == {'bit_balance': None, 'constant_bits': 1}
   json.dumps(summary, allow_nan=False)
-  assert retrieval.bit_balance_summary(codes[:, [0, 2]]) == {'bit_balance': 2.0,
-                                                              'constant_bits': 0}
+  assert retrieval.bit_balance_summary(codes[:, [0, 2]]) == {
+    'bit_balance': 2.0,
+    'constant_bits': 0,
+  }

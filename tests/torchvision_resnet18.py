@@ -19,9 +19,15 @@ def state_dict_layout() -> list[tuple[str, tuple[int, ...]]]:
   layout = []
 
   def bn(prefix, ch):
-    layout.extend([(f'{prefix}.weight', (ch,)), (f'{prefix}.bias', (ch,)),
-                   (f'{prefix}.running_mean', (ch,)), (f'{prefix}.running_var', (ch,)),
-                   (f'{prefix}.num_batches_tracked', ())])
+    layout.extend(
+      [
+        (f'{prefix}.weight', (ch,)),
+        (f'{prefix}.bias', (ch,)),
+        (f'{prefix}.running_mean', (ch,)),
+        (f'{prefix}.running_var', (ch,)),
+        (f'{prefix}.num_batches_tracked', ()),
+      ]
+    )
 
   layout.append(('conv1.weight', (64, 3, 7, 7)))
   bn('bn1', 64)
@@ -60,8 +66,10 @@ def _tensor(rng: np.random.Generator, name: str, shape: tuple[int, ...]) -> np.n
 
 def random_state_dict(seed: int = SEED) -> dict[str, np.ndarray]:
   """torchvision's ResNet18 state dict, every tensor from its own seeded generator."""
-  return {name: _tensor(np.random.default_rng([seed, index]), name, shape)
-          for index, (name, shape) in enumerate(state_dict_layout())}
+  return {
+    name: _tensor(np.random.default_rng([seed, index]), name, shape)
+    for index, (name, shape) in enumerate(state_dict_layout())
+  }
 
 
 def images(seed: int = SEED) -> np.ndarray:

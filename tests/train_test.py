@@ -14,8 +14,17 @@ from dahjax import state as state_lib
 from dahjax import train
 from dahjax import validation
 
-METRIC_KEYS = {'map', 'precision_at_5', 'precision_radius_2', 'bit_balance',
-               'encode_us_per_image', 'bits', 'protocol', 'num_queries', 'num_database'}
+METRIC_KEYS = {
+  'map',
+  'precision_at_5',
+  'precision_radius_2',
+  'bit_balance',
+  'encode_us_per_image',
+  'bits',
+  'protocol',
+  'num_queries',
+  'num_database',
+}
 
 
 def read_jsonl(path):
@@ -37,8 +46,9 @@ def test_train_resume_and_evaluate(tiny_config, tmp_path):
   assert codes['query_codes'].shape == (12, 8) and codes['query_codes'].dtype == np.uint8
   assert codes['database_labels'].shape == (24, 3)
   assert set(np.unique(codes['database_codes'])) <= {0, 1}
-  train_lines = [r for r in read_jsonl(os.path.join(workdir, 'metrics.jsonl'))
-                 if 'train_loss' in r]
+  train_lines = [
+    r for r in read_jsonl(os.path.join(workdir, 'metrics.jsonl')) if 'train_loss' in r
+  ]
   assert [r['step'] for r in train_lines] == [1, 2, 3]
   assert os.listdir(os.path.join(workdir, 'tensorboard'))[0].startswith('events.out')
   assert all(np.isfinite(r['train_loss']) for r in train_lines)
@@ -46,8 +56,11 @@ def test_train_resume_and_evaluate(tiny_config, tmp_path):
   # A restart with a longer schedule resumes at step 3 instead of starting over.
   tiny_config.num_train_steps = 5
   train.train_and_evaluate(tiny_config, workdir)
-  steps = [r['step'] for r in read_jsonl(os.path.join(workdir, 'metrics.jsonl'))
-           if 'train_loss' in r]
+  steps = [
+    r['step']
+    for r in read_jsonl(os.path.join(workdir, 'metrics.jsonl'))
+    if 'train_loss' in r
+  ]
   assert steps == [1, 2, 3, 4, 5]
 
   # Evaluating the checkpoint alone reproduces the metrics of the end of training.
@@ -66,8 +79,10 @@ def test_eval_without_checkpoint_says_how_to_train(tiny_config, tmp_path):
 def train_on_a_fixed_batch(config, steps):
   """(losses, final state) of `steps` train steps on one fixed batch of 6 random images."""
   rng = np.random.default_rng(0)
-  batch = {'image': rng.random((6, 32, 32, 3), dtype=np.float32),
-           'label': np.eye(3, dtype=np.float32)[[0, 1, 2, 0, 1, 2]]}
+  batch = {
+    'image': rng.random((6, 32, 32, 3), dtype=np.float32),
+    'label': np.eye(3, dtype=np.float32)[[0, 1, 2, 0, 1, 2]],
+  }
   mesh = parallel.create_mesh()
   model = state_lib.create_model(config)
   state = state_lib.create_train_state(jax.random.key(0), config, model)
@@ -86,12 +101,18 @@ def test_train_step_reduces_loss_on_a_fixed_batch(tiny_config):
   assert int(state.step) == 8
 
 
-@pytest.mark.parametrize('field,value,error,match', [
+@pytest.mark.parametrize(
+  'field,value,error,match',
+  [
     ('model_name', 'resnet99', ValueError, 'valid models: dah_resnet30, dpfah_resnet18'),
     ('loss_name', 'triplet', ValueError, 'valid losses: dah, dpfah'),
     ('data.protocol', 'nus', ValueError, 'valid protocols: dah_cifar10'),
-    ('data.source', 'hub', ValueError,
-     'valid sources: image_folder, imagenet100, list_file, tfds'),
+    (
+      'data.source',
+      'hub',
+      ValueError,
+      'valid sources: image_folder, imagenet100, list_file, tfds',
+    ),
     ('data.sampler', 'hard', ValueError, 'class_balanced, random'),
     ('model.bits', 0, ValueError, 'positive integer'),
     ('model.bits', 256, ValueError, 'at most 255 bits'),
@@ -99,9 +120,11 @@ def test_train_step_reduces_loss_on_a_fixed_batch(tiny_config):
     ('model.attention', 'se', ValueError, 'cbam, none'),
     ('batch_size', 7, ValueError, 'divisible by the 3 classes'),
     ('data.data_dir', '/no/such/dir', FileNotFoundError, '/no/such/dir.*<root>/<split>'),
-])
-def test_bad_config_fails_before_anything_is_written(tiny_config, tmp_path, field,
-                                                    value, error, match):
+  ],
+)
+def test_bad_config_fails_before_anything_is_written(
+  tiny_config, tmp_path, field, value, error, match
+):
   workdir = tmp_path / 'run'
   os.makedirs(workdir)
   (workdir / 'keep.txt').write_text('precious')
@@ -131,8 +154,14 @@ def test_rmsprop_follows_pytorch_rmsprop():
   """RMSProp with weight decay as torch.optim.RMSprop computes it, written out in NumPy."""
   import ml_collections
   import optax
-  cfg = ml_collections.ConfigDict({'optimizer': dict(
-      name='rmsprop', learning_rate=1e-2, weight_decay=1e-2, decay=0.99, eps=1e-8)})
+
+  cfg = ml_collections.ConfigDict(
+    {
+      'optimizer': dict(
+        name='rmsprop', learning_rate=1e-2, weight_decay=1e-2, decay=0.99, eps=1e-8
+      )
+    }
+  )
   tx = state_lib.create_optimizer(cfg)
   w = np.random.default_rng(0).normal(size=5)
   params = jax.numpy.asarray(w, jax.numpy.float32)
@@ -142,7 +171,7 @@ def test_rmsprop_follows_pytorch_rmsprop():
     g = np.cos(np.arange(5) + i)
     updates, state = tx.update(jax.numpy.asarray(g, jax.numpy.float32), state, params)
     params = optax.apply_updates(params, updates)
-    g = g + 1e-2 * w                       # weight_decay: L2 on the gradient.
+    g = g + 1e-2 * w  # weight_decay: L2 on the gradient.
     square_avg = 0.99 * square_avg + 0.01 * g * g
     w = w - 1e-2 * g / (np.sqrt(square_avg) + 1e-8)
   np.testing.assert_allclose(params, w, rtol=1e-5, atol=1e-6)
@@ -150,6 +179,7 @@ def test_rmsprop_follows_pytorch_rmsprop():
 
 def test_unknown_optimizer():
   import ml_collections
+
   cfg = ml_collections.ConfigDict({'optimizer': dict(name='lamb', learning_rate=1.0)})
   with pytest.raises(ValueError, match='adam, rmsprop'):
     state_lib.create_optimizer(cfg)
@@ -173,10 +203,12 @@ def test_bfloat16_stays_close_to_float32(tiny_config):
     runs[dtype] = train_on_a_fixed_batch(tiny_config, 4)
   (l32, _), (l16, s16) = runs['float32'], runs['bfloat16']
   assert {p.dtype for p in jax.tree.leaves(s16.params)} == {np.dtype('float32')}
-  assert {p.dtype for p in jax.tree.leaves(s16.opt_state)
-          if p.ndim > 0} == {np.dtype('float32')}
-  print(f'bfloat16 vs float32 losses over 4 steps: {np.round(l16, 4)} vs '
-        f'{np.round(l32, 4)}')
+  assert {p.dtype for p in jax.tree.leaves(s16.opt_state) if p.ndim > 0} == {
+    np.dtype('float32')
+  }
+  print(
+    f'bfloat16 vs float32 losses over 4 steps: {np.round(l16, 4)} vs {np.round(l32, 4)}'
+  )
   np.testing.assert_allclose(l16[0], l32[0], rtol=3e-2)
   assert l16[0] != l32[0]  # bfloat16 did compute differently.
   assert min(l16[1:]) < l16[0] and min(l32[1:]) < l32[0]
@@ -184,8 +216,10 @@ def test_bfloat16_stays_close_to_float32(tiny_config):
 
 def strict_json(text):
   """json.loads that rejects NaN and Infinity, as JavaScript's JSON.parse does."""
+
   def reject(name):
     raise ValueError(f'not strict JSON: {name}')
+
   return json.loads(text, parse_constant=reject)
 
 
@@ -214,8 +248,11 @@ def test_learning_curve_follows_the_parameters(tiny_config, tmp_path):
     codes = np.load(os.path.join(eval_dir, 'codes.npz'))
     assert json.load(open(os.path.join(eval_dir, 'metrics.json')))['step'] == metrics_step
     return retrieval.mean_average_precision(
-        codes['query_codes'][rows], codes['database_codes'],
-        codes['query_labels'][rows], codes['database_labels'])
+      codes['query_codes'][rows],
+      codes['database_codes'],
+      codes['query_labels'][rows],
+      codes['database_labels'],
+    )
 
   # The last point is the final evaluation restricted to the curve's queries ...
   assert points[-1]['map'] == pytest.approx(subset_map(5))
@@ -223,8 +260,9 @@ def test_learning_curve_follows_the_parameters(tiny_config, tmp_path):
   # ... and the point of step 2 is that of checkpoint 2, evaluated afresh.
   evaluate.evaluate(tiny_config, workdir, checkpoint_step=2)
   assert points[0]['map'] == pytest.approx(subset_map(2))
-  logged = [r for r in read_jsonl(os.path.join(workdir, 'metrics.jsonl'))
-            if 'curve_map' in r]
+  logged = [
+    r for r in read_jsonl(os.path.join(workdir, 'metrics.jsonl')) if 'curve_map' in r
+  ]
   assert [r['step'] for r in logged] == [2, 4, 5]
   for name in ('metrics.json',):
     strict_json(open(os.path.join(eval_dir, name)).read())
@@ -232,6 +270,7 @@ def test_learning_curve_follows_the_parameters(tiny_config, tmp_path):
 
 def test_restore_for_eval_reads_the_parameters_without_an_optimizer(tiny_config, tmp_path):
   from dahjax import checkpoints  # pylint: disable=g-import-not-at-top
+
   workdir = str(tmp_path / 'run')
   validation.validate(tiny_config, workdir)
   train.train_and_evaluate(tiny_config, workdir)
@@ -239,8 +278,11 @@ def test_restore_for_eval_reads_the_parameters_without_an_optimizer(tiny_config,
   evaluated = state_lib.restore_for_eval(tiny_config, workdir, model)
   assert not hasattr(evaluated, 'opt_state') and int(evaluated.step) == 3
   manager = checkpoints.create_manager(workdir, tiny_config, read_only=True)
-  full = checkpoints.restore(manager, 3, state_lib.create_train_state(
-      jax.random.key(1), tiny_config, model), workdir)
-  for a, b in zip(jax.tree.leaves((evaluated.params, evaluated.batch_stats)),
-                  jax.tree.leaves((full.params, full.batch_stats))):
+  full = checkpoints.restore(
+    manager, 3, state_lib.create_train_state(jax.random.key(1), tiny_config, model), workdir
+  )
+  for a, b in zip(
+    jax.tree.leaves((evaluated.params, evaluated.batch_stats)),
+    jax.tree.leaves((full.params, full.batch_stats)),
+  ):
     np.testing.assert_array_equal(a, b)

@@ -38,13 +38,13 @@ names and labels in the data set's `metadata.json`, so a reader gets them withou
 decoding 130,000 images.
 """
 
+from collections.abc import Iterator
 import concurrent.futures
 import dataclasses
 import io
 import os
 import sys
 import tarfile
-from typing import Iterator
 
 from absl import app
 from absl import flags
@@ -64,6 +64,7 @@ _ENCODE_CHUNK = 256  # Images decoded at once by the thread pool; bounds memory.
 @dataclasses.dataclass(frozen=True)
 class ManualInputs:
   """Where the training and validation images were found: a folder or an archive."""
+
   train: str
   train_is_tar: bool
   val: str
@@ -77,20 +78,25 @@ def find_inputs(manual_dir: str) -> ManualInputs:
     FileNotFoundError: naming what is missing and the accepted layouts.
   """
   found, missing = {}, []
-  for split, folder, tar in (('train', 'train', lists.TRAIN_TAR),
-                             ('val', 'val', lists.VAL_TAR)):
+  for split, folder, tar in (
+    ('train', 'train', lists.TRAIN_TAR),
+    ('val', 'val', lists.VAL_TAR),
+  ):
     if os.path.isdir(os.path.join(manual_dir, folder)):
       found[split] = (os.path.join(manual_dir, folder), False)
     elif os.path.isfile(os.path.join(manual_dir, tar)):
       found[split] = (os.path.join(manual_dir, tar), True)
     else:
-      missing.append(f'{"training" if split == "train" else "validation"} images '
-                     f'(neither {tar} nor a {folder}/ folder)')
+      missing.append(
+        f'{"training" if split == "train" else "validation"} images '
+        f'(neither {tar} nor a {folder}/ folder)'
+      )
   if missing:
     raise FileNotFoundError(
-        f'ImageNet-100 is built from your own ILSVRC2012 copy, looked for in '
-        f'manual_dir={manual_dir!r}, which lacks the {" and the ".join(missing)}.\n'
-        f'{lists.layout_help(manual_dir)}')
+      f'ImageNet-100 is built from your own ILSVRC2012 copy, looked for in '
+      f'manual_dir={manual_dir!r}, which lacks the {" and the ".join(missing)}.\n'
+      f'{lists.layout_help(manual_dir)}'
+    )
   return ManualInputs(*found['train'], *found['val'])
 
 
@@ -153,8 +159,10 @@ def _locate_queries(inputs: ManualInputs, names, labels) -> dict[str, object]:
         missing.append(name)
   else:
     for name, label in zip(names, labels):
-      for path in (os.path.join(inputs.val, f'{name}.JPEG'),
-                   os.path.join(inputs.val, wnids[label], f'{name}.JPEG')):
+      for path in (
+        os.path.join(inputs.val, f'{name}.JPEG'),
+        os.path.join(inputs.val, wnids[label], f'{name}.JPEG'),
+      ):
         if os.path.isfile(path):
           where[name] = path
           break
@@ -162,10 +170,11 @@ def _locate_queries(inputs: ManualInputs, names, labels) -> dict[str, object]:
         missing.append(name)
   if missing:
     raise FileNotFoundError(
-        f'{len(missing)} of the {len(names)} ImageNet-100 query images are not in '
-        f'{inputs.val!r} (first: {", ".join(missing[:5])}). The queries are ILSVRC2012 '
-        'validation images; use the complete ILSVRC2012 validation set '
-        f'({lists.VAL_TAR} or all of its JPEGs in val/).')
+      f'{len(missing)} of the {len(names)} ImageNet-100 query images are not in '
+      f'{inputs.val!r} (first: {", ".join(missing[:5])}). The queries are ILSVRC2012 '
+      'validation images; use the complete ILSVRC2012 validation set '
+      f'({lists.VAL_TAR} or all of its JPEGs in val/).'
+    )
   return where
 
 
@@ -191,15 +200,19 @@ def encode(data: bytes, shorter_side: int | None) -> bytes:
     return out.getvalue()
 
 
-def _encode_all(items: Iterator[tuple[str, int, bytes]], shorter_side: int | None,
-                workers: int) -> Iterator[tuple[str, dict]]:
+def _encode_all(
+  items: Iterator[tuple[str, int, bytes]], shorter_side: int | None, workers: int
+) -> Iterator[tuple[str, dict]]:
   """tfds (key, example) pairs; images are re-encoded in threads, chunk by chunk."""
+
   def encode_one(item):
     try:
       return encode(item[2], shorter_side)
     except Exception as e:  # PIL raises several types for a damaged file.
-      raise ValueError(f'Cannot decode the ILSVRC2012 image {item[0]}: {e}. Replace the '
-                       'file (or archive) with an intact copy.') from e
+      raise ValueError(
+        f'Cannot decode the ILSVRC2012 image {item[0]}: {e}. Replace the '
+        'file (or archive) with an intact copy.'
+      ) from e
 
   def flush(chunk):
     encoded = pool.map(encode_one, chunk)
@@ -223,18 +236,23 @@ class Imagenet100Config(tfds.core.BuilderConfig):
 
 # Run as `python -m`, this file is also imported under its package name (main() uses
 # that copy); registering the builder from both would be a tfds name collision.
-class Imagenet100(tfds.core.GeneratorBasedBuilder,
-                  skip_registration=__name__ == '__main__'):
+class Imagenet100(
+  tfds.core.GeneratorBasedBuilder, skip_registration=__name__ == '__main__'
+):
   """HashNet's ImageNet-100: the 100 classes' training images and the 5,000 queries."""
 
   name = lists.DATASET_NAME
   VERSION = tfds.core.Version(lists.VERSION)
   RELEASE_NOTES = {'1.0.0': 'Initial release.'}
   BUILDER_CONFIGS = [
-      Imagenet100Config(name='resized256', shorter_side=256,
-                        description='Shorter side resized to 256 px, JPEG quality 95.'),
-      Imagenet100Config(name='original', shorter_side=None,
-                        description='The original ILSVRC2012 JPEGs.'),
+    Imagenet100Config(
+      name='resized256',
+      shorter_side=256,
+      description='Shorter side resized to 256 px, JPEG quality 95.',
+    ),
+    Imagenet100Config(
+      name='original', shorter_side=None, description='The original ILSVRC2012 JPEGs.'
+    ),
   ]
   DEFAULT_BUILDER_CONFIG_NAME = lists.DEFAULT_CONFIG
   MANUAL_DOWNLOAD_INSTRUCTIONS = lists.layout_help('<manual_dir>')
@@ -245,15 +263,17 @@ class Imagenet100(tfds.core.GeneratorBasedBuilder,
 
   def _info(self) -> tfds.core.DatasetInfo:
     return self.dataset_info_from_configs(
-        description=__doc__.split('\n\n', maxsplit=1)[0],
-        features=tfds.features.FeaturesDict({
-            'image': tfds.features.Image(shape=(None, None, 3), encoding_format='jpeg'),
-            'label': tfds.features.ClassLabel(names=lists.classes()),
-            'file_name': tfds.features.Text(),
-        }),
-        supervised_keys=('image', 'label'),
-        homepage='https://image-net.org/',
-        metadata=tfds.core.MetadataDict(),
+      description=__doc__.split('\n\n', maxsplit=1)[0],
+      features=tfds.features.FeaturesDict(
+        {
+          'image': tfds.features.Image(shape=(None, None, 3), encoding_format='jpeg'),
+          'label': tfds.features.ClassLabel(names=lists.classes()),
+          'file_name': tfds.features.Text(),
+        }
+      ),
+      supervised_keys=('image', 'label'),
+      homepage='https://image-net.org/',
+      metadata=tfds.core.MetadataDict(),
     )
 
   def _split_generators(self, dl_manager):
@@ -267,14 +287,16 @@ class Imagenet100(tfds.core.GeneratorBasedBuilder,
     if train.missing:
       train.close()
       raise FileNotFoundError(
-          f'{len(train.missing)} of the 100 ImageNet-100 classes are missing from '
-          f'{inputs.train!r}: {", ".join(train.missing[:10])}'
-          f'{" ..." if len(train.missing) > 10 else ""}.\n'
-          f'{lists.layout_help(manual_dir)}')
+        f'{len(train.missing)} of the 100 ImageNet-100 classes are missing from '
+        f'{inputs.train!r}: {", ".join(train.missing[:10])}'
+        f'{" ..." if len(train.missing) > 10 else ""}.\n'
+        f'{lists.layout_help(manual_dir)}'
+      )
     return {
-        'query': self._generate_examples(
-            items=self._query_items(inputs, queries, query_names, query_labels)),
-        'train': self._generate_examples(items=self._train_items(train)),
+      'query': self._generate_examples(
+        items=self._query_items(inputs, queries, query_names, query_labels)
+      ),
+      'train': self._generate_examples(items=self._train_items(train)),
     }
 
   def _query_items(self, inputs, queries, names, labels):
@@ -301,8 +323,11 @@ class Imagenet100(tfds.core.GeneratorBasedBuilder,
     if found < len(listed):
       # The database is whatever the copy holds; the protocol refuses to run without
       # all listed training images, and says which are missing.
-      logging.warning('Only %d of the %d listed ImageNet-100 training images were '
-                      'found.', found, len(listed))
+      logging.warning(
+        'Only %d of the %d listed ImageNet-100 training images were found.',
+        found,
+        len(listed),
+      )
 
   def _generate_examples(self, items):
     yield from _encode_all(items, self.builder_config.shorter_side, self.workers)
@@ -319,11 +344,13 @@ class Imagenet100(tfds.core.GeneratorBasedBuilder,
       metadata['labels'][split] = labels.tolist()
 
 
-def scan_index(info: tfds.core.DatasetInfo, split: str,
-               batch: int = 1024) -> tuple[list[str], np.ndarray]:
+def scan_index(
+  info: tfds.core.DatasetInfo, split: str, batch: int = 1024
+) -> tuple[list[str], np.ndarray]:
   """(file names, label indices) of a split in record order, without decoding images."""
   source = array_record.ArrayRecordDataSource(
-      info, split, decoders={'image': tfds.decode.SkipDecoding()})
+    info, split, decoders={'image': tfds.decode.SkipDecoding()}
+  )
   names, labels = [], []
   for start in range(0, len(source), batch):
     for record in source.__getitems__(range(start, min(start + batch, len(source)))):
@@ -333,8 +360,12 @@ def scan_index(info: tfds.core.DatasetInfo, split: str,
   return names, np.array(labels, np.int64)
 
 
-def build(manual_dir: str | None, data_dir: str, config: str = lists.DEFAULT_CONFIG,
-          workers: int | None = None) -> str:
+def build(
+  manual_dir: str | None,
+  data_dir: str,
+  config: str = lists.DEFAULT_CONFIG,
+  workers: int | None = None,
+) -> str:
   """Builds ImageNet-100 into `data_dir` from the ILSVRC2012 copy in `manual_dir`.
 
   Args:
@@ -348,28 +379,41 @@ def build(manual_dir: str | None, data_dir: str, config: str = lists.DEFAULT_CON
     The prepared data set's directory. An already prepared data set is kept as is.
   """
   data_dir = os.path.abspath(os.path.expanduser(data_dir))
-  manual_dir = os.path.abspath(os.path.expanduser(manual_dir or
-                                                  lists.default_manual_dir(data_dir)))
+  manual_dir = os.path.abspath(
+    os.path.expanduser(manual_dir or lists.default_manual_dir(data_dir))
+  )
   if config not in lists.CONFIG_NAMES:
-    raise ValueError(f'Unknown ImageNet-100 config {config!r}; valid configs: '
-                     f'{", ".join(lists.CONFIG_NAMES)}.')
+    raise ValueError(
+      f'Unknown ImageNet-100 config {config!r}; valid configs: '
+      f'{", ".join(lists.CONFIG_NAMES)}.'
+    )
   builder = Imagenet100(data_dir=data_dir, config=config, file_format='array_record')
   if workers:
     builder.workers = workers
   if not builder.is_prepared():
     find_inputs(manual_dir)  # Fails before tfds creates anything.
-    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-        manual_dir=manual_dir,
-        compute_stats=tfds.download.ComputeStatsMode.SKIP))
+    builder.download_and_prepare(
+      download_config=tfds.download.DownloadConfig(
+        manual_dir=manual_dir, compute_stats=tfds.download.ComputeStatsMode.SKIP
+      )
+    )
   return os.fspath(builder.data_dir)
 
 
 def _define_flags():
-  flags.DEFINE_string('manual_dir', None, 'Folder with your ILSVRC2012 copy (archives or '
-                      'extracted train/ and val/); default: <data_dir>/downloads/manual.')
+  flags.DEFINE_string(
+    'manual_dir',
+    None,
+    'Folder with your ILSVRC2012 copy (archives or '
+    'extracted train/ and val/); default: <data_dir>/downloads/manual.',
+  )
   flags.DEFINE_string('data_dir', None, 'tfds data_dir to write to.', required=True)
-  flags.DEFINE_enum('config', lists.DEFAULT_CONFIG, lists.CONFIG_NAMES,
-                    'resized256: shorter side 256 px; original: the files as they are.')
+  flags.DEFINE_enum(
+    'config',
+    lists.DEFAULT_CONFIG,
+    lists.CONFIG_NAMES,
+    'resized256: shorter side 256 px; original: the files as they are.',
+  )
   flags.DEFINE_integer('workers', None, 'Image encoding threads; default: all cores.')
 
 
@@ -378,12 +422,15 @@ def main(argv):
   args = flags.FLAGS
   # The package's copy of this module, whose builder is the registered one.
   from dahjax.data import imagenet100  # pylint: disable=g-import-not-at-top,import-self
+
   try:
     path = imagenet100.build(args.manual_dir, args.data_dir, args.config, args.workers)
   except (FileNotFoundError, ValueError) as e:
     sys.exit(f'Error: {e}')  # The message says what to do; a traceback would bury it.
-  print(f'ImageNet-100 is ready in {path}. Train with '
-        f'--config.data.data_dir={os.path.abspath(os.path.expanduser(args.data_dir))}')
+  print(
+    f'ImageNet-100 is ready in {path}. Train with '
+    f'--config.data.data_dir={os.path.abspath(os.path.expanduser(args.data_dir))}'
+  )
 
 
 if __name__ == '__main__':

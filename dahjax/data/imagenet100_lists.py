@@ -56,17 +56,18 @@ def layout_help(manual_dir: str) -> str:
   """The accepted layouts of an ILSVRC2012 copy, with `manual_dir` filled in."""
   m = manual_dir.rstrip('/')
   return (
-      'Put your ILSVRC2012 copy there in either layout (they may be mixed per split):\n'
-      '  the official archives:\n'
-      f'    {m}/{TRAIN_TAR}   (a tar of the per-class tars <wnid>.tar)\n'
-      f'    {m}/{VAL_TAR}     (the 50,000 validation JPEGs)\n'
-      '  or the extracted folders:\n'
-      f'    {m}/train/<wnid>/<wnid>_<n>.JPEG   (or the class tars {m}/train/<wnid>.tar)\n'
-      f'    {m}/val/ILSVRC2012_val_<n>.JPEG    (flat, or '
-      f'{m}/val/<wnid>/ILSVRC2012_val_<n>.JPEG)\n'
-      'Only the 100 ImageNet-100 classes are read (dahjax/data/assets/imagenet100/'
-      'classes.txt). The archives come from https://image-net.org/download-images '
-      '(registration needed).')
+    'Put your ILSVRC2012 copy there in either layout (they may be mixed per split):\n'
+    '  the official archives:\n'
+    f'    {m}/{TRAIN_TAR}   (a tar of the per-class tars <wnid>.tar)\n'
+    f'    {m}/{VAL_TAR}     (the 50,000 validation JPEGs)\n'
+    '  or the extracted folders:\n'
+    f'    {m}/train/<wnid>/<wnid>_<n>.JPEG   (or the class tars {m}/train/<wnid>.tar)\n'
+    f'    {m}/val/ILSVRC2012_val_<n>.JPEG    (flat, or '
+    f'{m}/val/<wnid>/ILSVRC2012_val_<n>.JPEG)\n'
+    'Only the 100 ImageNet-100 classes are read (dahjax/data/assets/imagenet100/'
+    'classes.txt). The archives come from https://image-net.org/download-images '
+    '(registration needed).'
+  )
 
 
 def not_prepared_message(data_dir: str, config: str = DEFAULT_CONFIG) -> str:
@@ -74,16 +75,17 @@ def not_prepared_message(data_dir: str, config: str = DEFAULT_CONFIG) -> str:
   manual_dir = default_manual_dir(data_dir)
   config_flag = '' if config == DEFAULT_CONFIG else f' --config={config}'
   return (
-      f'ImageNet-100 ({config}) is not prepared under data_dir={data_dir!r}: '
-      f'{os.path.join(dataset_dir(data_dir, config), "dataset_info.json")} does not '
-      'exist. Build it once from your own ILSVRC2012 copy (no TensorFlow needed):\n'
-      f'  1. Put {TRAIN_TAR} and {VAL_TAR}, or the extracted folders '
-      'train/<wnid>/<wnid>_<n>.JPEG and val/ILSVRC2012_val_<n>.JPEG, in '
-      f'{manual_dir} (or any folder, given as --manual_dir).\n'
-      '  2. Run: python -m dahjax.data.imagenet100 '
-      f'--manual_dir={manual_dir} --data_dir={data_dir}{config_flag}\n'
-      'If it is already built elsewhere, pass --config.data.data_dir=<the data_dir it '
-      'was built into>.')
+    f'ImageNet-100 ({config}) is not prepared under data_dir={data_dir!r}: '
+    f'{os.path.join(dataset_dir(data_dir, config), "dataset_info.json")} does not '
+    'exist. Build it once from your own ILSVRC2012 copy (no TensorFlow needed):\n'
+    f'  1. Put {TRAIN_TAR} and {VAL_TAR}, or the extracted folders '
+    'train/<wnid>/<wnid>_<n>.JPEG and val/ILSVRC2012_val_<n>.JPEG, in '
+    f'{manual_dir} (or any folder, given as --manual_dir).\n'
+    '  2. Run: python -m dahjax.data.imagenet100 '
+    f'--manual_dir={manual_dir} --data_dir={data_dir}{config_flag}\n'
+    'If it is already built elsewhere, pass --config.data.data_dir=<the data_dir it '
+    'was built into>.'
+  )
 
 
 def check_prepared(data_dir: str, config: str = DEFAULT_CONFIG) -> None:
@@ -94,8 +96,10 @@ def check_prepared(data_dir: str, config: str = DEFAULT_CONFIG) -> None:
     FileNotFoundError: not built there; the message says how to build it.
   """
   if config not in CONFIG_NAMES:
-    raise ValueError(f'Unknown ImageNet-100 config {config!r} (data.imagenet100_config); '
-                     f'valid configs: {", ".join(CONFIG_NAMES)}.')
+    raise ValueError(
+      f'Unknown ImageNet-100 config {config!r} (data.imagenet100_config); '
+      f'valid configs: {", ".join(CONFIG_NAMES)}.'
+    )
   if not os.path.isfile(os.path.join(dataset_dir(data_dir, config), 'dataset_info.json')):
     raise FileNotFoundError(not_prepared_message(data_dir, config))
 
@@ -141,11 +145,15 @@ def read_distributed_list(path: str, num_classes: int) -> list[tuple[str, int]]:
         continue
       path_in_list, *vector = line.split()
       if len(vector) != num_classes or not set(vector) <= {'0', '1'}:
-        raise ValueError(f'{path}:{number}: expected a path and {num_classes} labels '
-                         f'0/1, got {len(vector)} values: {line.strip()[:80]!r}.')
+        raise ValueError(
+          f'{path}:{number}: expected a path and {num_classes} labels '
+          f'0/1, got {len(vector)} values: {line.strip()[:80]!r}.'
+        )
       if vector.count('1') != 1:
-        raise ValueError(f'{path}:{number}: ImageNet-100 is single-label but this '
-                         f'line has {vector.count("1")} labels set.')
+        raise ValueError(
+          f'{path}:{number}: ImageNet-100 is single-label but this '
+          f'line has {vector.count("1")} labels set.'
+        )
       name = os.path.splitext(os.path.basename(path_in_list))[0]
       pairs.append((name, vector.index('1')))
   return pairs
@@ -166,8 +174,10 @@ def convert(src: str, dst: str) -> dict[str, int]:
       # A training image's name starts with its class's WordNet id.
       wrong = [n for n, c in pairs if not n.startswith(wnids[c] + '_')]
       if wrong:
-        raise ValueError(f'{len(wrong)} training images of {src} are labelled with a '
-                         f'class other than their name says (first: {wrong[0]}).')
+        raise ValueError(
+          f'{len(wrong)} training images of {src} are labelled with a '
+          f'class other than their name says (first: {wrong[0]}).'
+        )
     with open(os.path.join(dst, dst_name), 'w') as f:
       f.writelines(f'{name} {label}\n' for name, label in pairs)
     counts[dst_name] = len(pairs)
@@ -183,7 +193,10 @@ def main(argv):
 
 if __name__ == '__main__':
   # Flags are defined only here, as the training program imports this module.
-  flags.DEFINE_string('src', '../shared/data/imagenet100',
-                      "Folder with DeepHash-pytorch's classes.txt, train.txt, test.txt.")
+  flags.DEFINE_string(
+    'src',
+    '../shared/data/imagenet100',
+    "Folder with DeepHash-pytorch's classes.txt, train.txt, test.txt.",
+  )
   flags.DEFINE_string('dst', ASSETS_DIR, 'Where to write the compact lists.')
   app.run(main)

@@ -40,8 +40,10 @@ class ClassBalancedSampler:
     self._members = [indices[classes == c] for c in range(labels.shape[1])]
     smallest = min(len(m) for m in self._members)
     if smallest < per_class:
-      raise ValueError(f'A class has only {smallest} training images, fewer than '
-                       f'per_class={per_class}; use data.sampler="random".')
+      raise ValueError(
+        f'A class has only {smallest} training images, fewer than '
+        f'per_class={per_class}; use data.sampler="random".'
+      )
     self.per_class = per_class
     self.batch_size = per_class * len(self._members)
     self.steps_per_epoch = smallest // per_class
@@ -65,8 +67,9 @@ class RandomSampler:
 
   def __init__(self, indices: np.ndarray, batch_size: int, seed: int):
     if len(indices) < batch_size:
-      raise ValueError(f'batch_size={batch_size} exceeds the {len(indices)} training '
-                       'images.')
+      raise ValueError(
+        f'batch_size={batch_size} exceeds the {len(indices)} training images.'
+      )
     self._indices = indices
     self.batch_size = batch_size
     self.steps_per_epoch = len(indices) // batch_size
@@ -94,8 +97,9 @@ def _random(labels, indices, batch_size, seed) -> Sampler:
 SAMPLERS = {'class_balanced': _class_balanced, 'random': _random}
 
 
-def check_sampler(name: str, *, batch_size: int, num_classes: int,
-                  multi_label: bool) -> None:
+def check_sampler(
+  name: str, *, batch_size: int, num_classes: int, multi_label: bool
+) -> None:
   """Raises ValueError, saying what to change, for a sampler that cannot batch this data.
 
   Args:
@@ -108,32 +112,39 @@ def check_sampler(name: str, *, batch_size: int, num_classes: int,
   if name != 'class_balanced':
     return
   if multi_label:
-    raise ValueError('The class-balanced sampler needs single-label data; this protocol '
-                     'can be multi-label: use --config.data.sampler=random.')
+    raise ValueError(
+      'The class-balanced sampler needs single-label data; this protocol '
+      'can be multi-label: use --config.data.sampler=random.'
+    )
   if batch_size % num_classes:
     raise ValueError(
-        f'batch_size={batch_size} is not divisible by the {num_classes} classes, as the '
-        f'class-balanced sampler needs; use a multiple of {num_classes} or '
-        '--config.data.sampler=random.')
+      f'batch_size={batch_size} is not divisible by the {num_classes} classes, as the '
+      f'class-balanced sampler needs; use a multiple of {num_classes} or '
+      '--config.data.sampler=random.'
+    )
 
 
-def make_sampler(name: str, *, labels: np.ndarray, indices: np.ndarray,
-                 batch_size: int, seed: int) -> Sampler:
+def make_sampler(
+  name: str, *, labels: np.ndarray, indices: np.ndarray, batch_size: int, seed: int
+) -> Sampler:
   """Builds sampler `name` over the pool `indices` with 0/1 `labels` [pool, C]."""
   build = registry.lookup(SAMPLERS, name, 'sampler')
   if name == 'class_balanced':
-    check_sampler(name, batch_size=batch_size, num_classes=labels.shape[1],
-                  multi_label=bool(np.any(labels[indices].sum(axis=1) != 1)))
+    check_sampler(
+      name,
+      batch_size=batch_size,
+      num_classes=labels.shape[1],
+      multi_label=bool(np.any(labels[indices].sum(axis=1) != 1)),
+    )
   return build(labels, indices, batch_size, seed)
-
-
 
 
 def to_model_input(image: np.ndarray, image_size: int) -> np.ndarray:
   """uint8 HWC -> float32 [0, 1] at image_size x image_size (resized only if needed)."""
   if image.shape[:2] != (image_size, image_size):
-    image = np.asarray(Image.fromarray(image).resize((image_size, image_size),
-                                                     Image.BILINEAR))
+    image = np.asarray(
+      Image.fromarray(image).resize((image_size, image_size), Image.BILINEAR)
+    )
   return image.astype(np.float32) / 255.0
 
 
@@ -149,7 +160,7 @@ def resize_shorter(image: np.ndarray, size: int) -> np.ndarray:
 
 
 def _crop(image: np.ndarray, top: int, left: int, size: int) -> np.ndarray:
-  return image[top:top + size, left:left + size]
+  return image[top : top + size, left : left + size]
 
 
 def _flip(image: np.ndarray, flip: bool) -> np.ndarray:
@@ -191,9 +202,9 @@ def _resize_eval(image, *, image_size, resize_size):
 
 # name -> (training preprocessing, its deterministic evaluation counterpart).
 TRANSFORMS = {
-    'resize': (_resize_train, _resize_eval),
-    'imagenet_crop': (_imagenet_crop_train, _central_crop_eval),
-    'cifar_crop': (_cifar_crop_train, _resize_eval),
+  'resize': (_resize_train, _resize_eval),
+  'imagenet_crop': (_imagenet_crop_train, _central_crop_eval),
+  'cifar_crop': (_cifar_crop_train, _resize_eval),
 }
 
 
@@ -201,13 +212,21 @@ def check_transform(name: str, *, image_size: int, resize_size: int) -> None:
   """Raises ValueError for an unknown transform or a crop larger than its resize."""
   registry.lookup(TRANSFORMS, name, 'transform')
   if name == 'imagenet_crop' and resize_size < image_size:
-    raise ValueError(f'data.resize_size={resize_size} is smaller than the crop, '
-                     f'data.image_size={image_size}.')
+    raise ValueError(
+      f'data.resize_size={resize_size} is smaller than the crop, '
+      f'data.image_size={image_size}.'
+    )
 
 
-def train_transform(image: np.ndarray, *, transform: str, image_size: int,
-                    random_flip: bool, rng: np.random.Generator,
-                    resize_size: int = 256) -> np.ndarray:
+def train_transform(
+  image: np.ndarray,
+  *,
+  transform: str,
+  image_size: int,
+  random_flip: bool,
+  rng: np.random.Generator,
+  resize_size: int = 256,
+) -> np.ndarray:
   """Training preprocessing of a uint8 HWC image to float32 [0, 1] [size, size, 3].
 
   'resize': resize to image_size, flip if `random_flip` (DAH).
@@ -218,12 +237,14 @@ def train_transform(image: np.ndarray, *, transform: str, image_size: int,
   The model normalises its input itself.
   """
   train_fn, _ = registry.lookup(TRANSFORMS, transform, 'transform')
-  return train_fn(image, image_size=image_size, random_flip=random_flip, rng=rng,
-                  resize_size=resize_size)
+  return train_fn(
+    image, image_size=image_size, random_flip=random_flip, rng=rng, resize_size=resize_size
+  )
 
 
-def eval_transform(image: np.ndarray, *, transform: str, image_size: int,
-                   resize_size: int = 256) -> np.ndarray:
+def eval_transform(
+  image: np.ndarray, *, transform: str, image_size: int, resize_size: int = 256
+) -> np.ndarray:
   """Evaluation preprocessing: a deterministic counterpart of `train_transform`.
 
   'imagenet_crop' resizes the shorter side to `resize_size` and takes the central
@@ -233,11 +254,21 @@ def eval_transform(image: np.ndarray, *, transform: str, image_size: int,
   return eval_fn(image, image_size=image_size, resize_size=resize_size)
 
 
-def train_dataset(pool: protocols.Pool, sampler: Sampler, *, image_size: int,
-                  random_flip: bool, seed: int, start_step: int, num_steps: int,
-                  process_index: int = 0, process_count: int = 1,
-                  num_threads: int = 4, transform: str = 'resize',
-                  resize_size: int = 256) -> Iterator[dict[str, np.ndarray]]:
+def train_dataset(
+  pool: protocols.Pool,
+  sampler: Sampler,
+  *,
+  image_size: int,
+  random_flip: bool,
+  seed: int,
+  start_step: int,
+  num_steps: int,
+  process_index: int = 0,
+  process_count: int = 1,
+  num_threads: int = 4,
+  transform: str = 'resize',
+  resize_size: int = 256,
+) -> Iterator[dict[str, np.ndarray]]:
   """Batches {'image': float32 [b, H, W, 3], 'label': float32 [b, C]} for steps [start, num).
 
   Each process gets rows [p * b, (p + 1) * b) of every global batch, b = batch / processes.
@@ -249,30 +280,50 @@ def train_dataset(pool: protocols.Pool, sampler: Sampler, *, image_size: int,
   def load(position: int) -> dict[str, np.ndarray]:
     step, row = divmod(position, local)
     index = sampler.batch_indices(step)[process_index * local + row]
-    image = train_transform(pool.load_image(index), transform=transform,
-                            image_size=image_size, random_flip=random_flip,
-                            rng=np.random.default_rng([seed, step, index]),
-                            resize_size=resize_size)
+    image = train_transform(
+      pool.load_image(index),
+      transform=transform,
+      image_size=image_size,
+      random_flip=random_flip,
+      rng=np.random.default_rng([seed, step, index]),
+      resize_size=resize_size,
+    )
     return {'image': image, 'label': pool.labels[index].astype(np.float32)}
 
   ds = grain.MapDataset.range(start_step * local, num_steps * local).map(load)
-  ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads,
-                                            prefetch_buffer_size=4 * local))
+  ds = ds.to_iter_dataset(
+    grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=4 * local)
+  )
   return iter(ds.batch(local, drop_remainder=True))
 
 
-def eval_batches(pool: protocols.Pool, indices: np.ndarray, *, batch_size: int,
-                 image_size: int, num_threads: int = 4, transform: str = 'resize',
-                 resize_size: int = 256) -> Iterator[tuple[np.ndarray, int]]:
+def eval_batches(
+  pool: protocols.Pool,
+  indices: np.ndarray,
+  *,
+  batch_size: int,
+  image_size: int,
+  num_threads: int = 4,
+  transform: str = 'resize',
+  resize_size: int = 256,
+) -> Iterator[tuple[np.ndarray, int]]:
   """Yields (images [batch_size, H, W, 3], number of real rows) over `indices` in order.
 
   The last batch is padded by repeating its last image so every batch has one shape.
   """
   ds = grain.MapDataset.source(np.asarray(indices)).map(
-      lambda i: eval_transform(pool.load_image(int(i)), transform=transform,
-                               image_size=image_size, resize_size=resize_size))
-  it = iter(ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads,
-                                                 prefetch_buffer_size=2 * batch_size)))
+    lambda i: eval_transform(
+      pool.load_image(int(i)),
+      transform=transform,
+      image_size=image_size,
+      resize_size=resize_size,
+    )
+  )
+  it = iter(
+    ds.to_iter_dataset(
+      grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=2 * batch_size)
+    )
+  )
   for start in range(0, len(indices), batch_size):
     rows = [next(it) for _ in range(min(batch_size, len(indices) - start))]
     n = len(rows)

@@ -37,10 +37,11 @@ A path listed in several list files (DeepHash-pytorch's train.txt is part of its
 database.txt) is one image: its id maps to its first place in the pool.
 """
 
+from collections.abc import Callable
+from collections.abc import Sequence
 import dataclasses
 import json
 import os
-from typing import Callable, Sequence
 
 import jax
 import numpy as np
@@ -56,13 +57,16 @@ SPLITS_FILE = 'splits.json'
 @dataclasses.dataclass
 class Pool:
   """Several source splits seen as one indexable collection."""
+
   sources: dict[str, sources_lib.Source]
 
   def __post_init__(self):
     names = [s.class_names for s in self.sources.values()]
     if any(list(n) != list(names[0]) for n in names):
-      raise ValueError(f'The splits {list(self.sources)} have different classes: '
-                       f'{[list(n) for n in names]}.')
+      raise ValueError(
+        f'The splits {list(self.sources)} have different classes: '
+        f'{[list(n) for n in names]}.'
+      )
     self.class_names = list(names[0])
     self.split_names = list(self.sources)
     sizes = [len(s) for s in self.sources.values()]
@@ -85,6 +89,7 @@ class Pool:
 @dataclasses.dataclass(frozen=True)
 class ProtocolSpec:
   """A named protocol: the source splits it reads, how it splits them, its mAP@K."""
+
   source_splits: tuple[str, ...] | None  # None: every split the source names.
   make_splits: Callable[[Pool, int], dict[str, np.ndarray]]
   map_topk: int | None  # None: mAP@ALL.
@@ -114,8 +119,9 @@ def _train_part_test(pool: Pool, seed: int) -> dict[str, np.ndarray]:
   return {'train': train, 'query': pool.indices_of('test'), 'database': train}
 
 
-def per_class_split(labels: np.ndarray, counts: dict[str, int], rest: str,
-                    seed: int) -> dict[str, np.ndarray]:
+def per_class_split(
+  labels: np.ndarray, counts: dict[str, int], rest: str, seed: int
+) -> dict[str, np.ndarray]:
   """Draws `counts[name]` items of every class for each split; `rest` gets the others.
 
   Classes are taken from single-label one-hot `labels` [n, C]; the draw depends only on
@@ -128,11 +134,13 @@ def per_class_split(labels: np.ndarray, counts: dict[str, int], rest: str,
     members = rng.permutation(np.flatnonzero(classes == c))
     need = sum(counts.values())
     if len(members) < need:
-      raise ValueError(f'Class {c} has {len(members)} images, fewer than the {need} '
-                       f'the protocol draws per class ({counts}).')
+      raise ValueError(
+        f'Class {c} has {len(members)} images, fewer than the {need} '
+        f'the protocol draws per class ({counts}).'
+      )
     start = 0
     for name, n in counts.items():
-      out[name].append(members[start:start + n])
+      out[name].append(members[start : start + n])
       start += n
     out[rest].append(members[start:])
   return {name: np.sort(np.concatenate(parts)) for name, parts in out.items()}
@@ -146,42 +154,54 @@ def _dpfah_cifar10_val(pool: Pool, seed: int) -> dict[str, np.ndarray]:
   # The training images of dpfah_cifar10, split again: its queries are never read.
   train = _dpfah_cifar10(pool, seed)['train']
   part = per_class_split(pool.labels[train], {'query': 100}, 'train', seed + 1)
-  return {'train': train[part['train']], 'query': train[part['query']],
-          'database': train[part['train']]}
+  return {
+    'train': train[part['train']],
+    'query': train[part['query']],
+    'database': train[part['train']],
+  }
 
 
-def _find_listed(pool: Pool, split: str, names: Sequence[str], labels: np.ndarray,
-                 what: str) -> np.ndarray:
+def _find_listed(
+  pool: Pool, split: str, names: Sequence[str], labels: np.ndarray, what: str
+) -> np.ndarray:
   """Pool indices of the listed images in `split`; raises naming any that are missing."""
   indices = pool.indices_of(split)
   position = {pool.ids[i]: i for i in indices}
   missing = [n for n in names if n not in position]
   if missing:
     raise FileNotFoundError(
-        f'{len(missing)} of the {len(names)} ImageNet-100 {what} are not in the '
-        f'{split!r} split of the prepared data (first: {", ".join(missing[:5])}). '
-        'ImageNet-100 needs the complete ILSVRC2012 training and validation images of '
-        'its 100 classes; rebuild it from a complete copy with `python -m '
-        'dahjax.data.imagenet100`.')
+      f'{len(missing)} of the {len(names)} ImageNet-100 {what} are not in the '
+      f'{split!r} split of the prepared data (first: {", ".join(missing[:5])}). '
+      'ImageNet-100 needs the complete ILSVRC2012 training and validation images of '
+      'its 100 classes; rebuild it from a complete copy with `python -m '
+      'dahjax.data.imagenet100`.'
+    )
   found = np.array([position[n] for n in names], dtype=np.int64)
   wrong = np.flatnonzero(pool.labels[found, labels] != 1)
   if len(wrong):
-    raise ValueError(f'{len(wrong)} ImageNet-100 {what} carry another label in the data '
-                     f'than in the shipped list (first: {names[wrong[0]]}).')
+    raise ValueError(
+      f'{len(wrong)} ImageNet-100 {what} carry another label in the data '
+      f'than in the shipped list (first: {names[wrong[0]]}).'
+    )
   return np.sort(found)
 
 
 def _imagenet100(pool: Pool, seed: int) -> dict[str, np.ndarray]:
   del seed  # Fixed lists.
-  train = _find_listed(pool, 'train', *imagenet100_lists.train_list(),
-                       what='listed training images')
-  query = _find_listed(pool, 'query', *imagenet100_lists.query_list(),
-                       what='query images')
+  train = _find_listed(
+    pool, 'train', *imagenet100_lists.train_list(), what='listed training images'
+  )
+  query = _find_listed(pool, 'query', *imagenet100_lists.query_list(), what='query images')
   return {'train': train, 'query': query, 'database': pool.indices_of('train')}
 
 
-def draw_per_class(labels: np.ndarray, candidates: np.ndarray, per_class: int,
-                   rng: np.random.Generator, what: str) -> np.ndarray:
+def draw_per_class(
+  labels: np.ndarray,
+  candidates: np.ndarray,
+  per_class: int,
+  rng: np.random.Generator,
+  what: str,
+) -> np.ndarray:
   """Draws `per_class` images labelled c among `candidates` for c = 0, 1, ...
 
   Multi-label: an image drawn for one class is not drawn again for a later one.
@@ -194,8 +214,10 @@ def draw_per_class(labels: np.ndarray, candidates: np.ndarray, per_class: int,
   for c in range(labels.shape[1]):
     members = candidates[available[candidates] & (labels[candidates, c] == 1)]
     if len(members) < per_class:
-      raise ValueError(f'Class {c} has {len(members)} images left to draw {what} from, '
-                       f'fewer than the {per_class} the protocol draws per class.')
+      raise ValueError(
+        f'Class {c} has {len(members)} images left to draw {what} from, '
+        f'fewer than the {per_class} the protocol draws per class.'
+      )
     pick = rng.choice(members, size=per_class, replace=False)
     available[pick] = False
     drawn.append(pick)
@@ -208,9 +230,11 @@ NUSWIDE21_TRAIN_PER_CLASS = 500
 
 def _nuswide21(pool: Pool, seed: int) -> dict[str, np.ndarray]:
   if pool.labels.shape[1] != 21:
-    raise ValueError(f'Protocol nuswide21 needs the 21 NUS-WIDE labels, but the lists '
-                     f'have {pool.labels.shape[1]}; use protocol "lists" for lists that '
-                     'are already split.')
+    raise ValueError(
+      f'Protocol nuswide21 needs the 21 NUS-WIDE labels, but the lists '
+      f'have {pool.labels.shape[1]}; use protocol "lists" for lists that '
+      'are already split.'
+    )
   position = first_positions(pool)
   first = np.array([position[i] for i in pool.ids], dtype=np.int64)
   differ = np.flatnonzero((pool.labels != pool.labels[first]).any(axis=1))
@@ -219,11 +243,13 @@ def _nuswide21(pool: Pool, seed: int) -> dict[str, np.ndarray]:
   # In path order, so the draw does not depend on how the images are spread over lists.
   candidates = np.array([position[i] for i in sorted(position)], dtype=np.int64)
   rng = np.random.default_rng(seed)
-  query = draw_per_class(pool.labels, candidates, NUSWIDE21_QUERIES_PER_CLASS, rng,
-                         'queries')
+  query = draw_per_class(
+    pool.labels, candidates, NUSWIDE21_QUERIES_PER_CLASS, rng, 'queries'
+  )
   rest = candidates[~np.isin(candidates, query)]
-  train = draw_per_class(pool.labels, rest, NUSWIDE21_TRAIN_PER_CLASS, rng,
-                         'training images')
+  train = draw_per_class(
+    pool.labels, rest, NUSWIDE21_TRAIN_PER_CLASS, rng, 'training images'
+  )
   database = np.sort(rest)
   return {'train': train, 'query': query, 'database': database}
 
@@ -231,44 +257,69 @@ def _nuswide21(pool: Pool, seed: int) -> dict[str, np.ndarray]:
 def _lists(pool: Pool, seed: int) -> dict[str, np.ndarray]:
   del seed  # Fixed lists.
   position = first_positions(pool)
+
   def of(split):
     return np.array([position[pool.ids[i]] for i in pool.indices_of(split)], np.int64)
+
   return {'train': of('train'), 'query': of('test'), 'database': of('database')}
 
 
 PROTOCOLS: dict[str, ProtocolSpec] = {
-    'dah_cifar10': ProtocolSpec(
-        ('train', 'test'), _train_test, None,
-        'DAH (Sec. IV.A): train and database = the training split, queries = the test '
-        'split; mAP@ALL.'),
-    'dah_cifar10_10k': ProtocolSpec(
-        ('train', 'test'), _train_part_test, None,
-        'A 10,000-image part of dah_cifar10 for quick studies: 1,000 training images '
-        'per class (also the database), queries = the test split; mAP@ALL.'),
-    'dpfah_cifar10': ProtocolSpec(
-        ('train', 'test'), _dpfah_cifar10, None,
-        'DPFAH (Table 6): from all images, 100 queries and 500 training images per '
-        'class; the remaining images form the database; mAP@ALL.'),
-    'dpfah_cifar10_val': ProtocolSpec(
-        ('train', 'test'), _dpfah_cifar10_val, None,
-        "A validation split inside dpfah_cifar10's 5,000 training images, for choosing "
-        'settings without the queries: 400 training images per class (also the '
-        'database), 100 validation queries per class; mAP@ALL.'),
-    'imagenet100': ProtocolSpec(
-        imagenet100_lists.SPLITS, _imagenet100, 1000,
-        'DPFAH (Table 6) ImageNet-100: the 13,000 listed training images, the 5,000 '
-        'listed queries, every training image of the 100 classes as the database; '
-        'mAP@1000.', sources=('imagenet100',)),
-    'lists': ProtocolSpec(
-        ('train', 'test', 'database'), _lists, None,
-        "The lists as given: train, queries = 'test', database; mAP@ALL.",
-        multi_label=True),
-    'nuswide21': ProtocolSpec(
-        None, _nuswide21, 5000,
-        'DPFAH (Table 6) NUS-WIDE, 21 labels: from all listed images, 100 queries and '
-        '500 training images per class; the database is every image but the queries '
-        'and holds the training images; mAP@5000.', sources=('list_file',),
-        multi_label=True),
+  'dah_cifar10': ProtocolSpec(
+    ('train', 'test'),
+    _train_test,
+    None,
+    'DAH (Sec. IV.A): train and database = the training split, queries = the test '
+    'split; mAP@ALL.',
+  ),
+  'dah_cifar10_10k': ProtocolSpec(
+    ('train', 'test'),
+    _train_part_test,
+    None,
+    'A 10,000-image part of dah_cifar10 for quick studies: 1,000 training images '
+    'per class (also the database), queries = the test split; mAP@ALL.',
+  ),
+  'dpfah_cifar10': ProtocolSpec(
+    ('train', 'test'),
+    _dpfah_cifar10,
+    None,
+    'DPFAH (Table 6): from all images, 100 queries and 500 training images per '
+    'class; the remaining images form the database; mAP@ALL.',
+  ),
+  'dpfah_cifar10_val': ProtocolSpec(
+    ('train', 'test'),
+    _dpfah_cifar10_val,
+    None,
+    "A validation split inside dpfah_cifar10's 5,000 training images, for choosing "
+    'settings without the queries: 400 training images per class (also the '
+    'database), 100 validation queries per class; mAP@ALL.',
+  ),
+  'imagenet100': ProtocolSpec(
+    imagenet100_lists.SPLITS,
+    _imagenet100,
+    1000,
+    'DPFAH (Table 6) ImageNet-100: the 13,000 listed training images, the 5,000 '
+    'listed queries, every training image of the 100 classes as the database; '
+    'mAP@1000.',
+    sources=('imagenet100',),
+  ),
+  'lists': ProtocolSpec(
+    ('train', 'test', 'database'),
+    _lists,
+    None,
+    "The lists as given: train, queries = 'test', database; mAP@ALL.",
+    multi_label=True,
+  ),
+  'nuswide21': ProtocolSpec(
+    None,
+    _nuswide21,
+    5000,
+    'DPFAH (Table 6) NUS-WIDE, 21 labels: from all listed images, 100 queries and '
+    '500 training images per class; the database is every image but the queries '
+    'and holds the training images; mAP@5000.',
+    sources=('list_file',),
+    multi_label=True,
+  ),
 }
 
 
@@ -276,33 +327,48 @@ def get_protocol(name: str) -> ProtocolSpec:
   return registry.lookup(PROTOCOLS, name, 'protocol')
 
 
-def load_or_create_splits(pool: Pool, protocol: str, seed: int,
-                          workdir: str | None) -> dict[str, np.ndarray]:
+def load_or_create_splits(
+  pool: Pool, protocol: str, seed: int, workdir: str | None
+) -> dict[str, np.ndarray]:
   """The protocol's splits, read from `workdir/splits.json` when a run saved them."""
   path = os.path.join(workdir, SPLITS_FILE) if workdir else None
   if path and os.path.exists(path):
     with open(path) as f:
       saved = json.load(f)
     if saved['protocol'] != protocol:
-      raise ValueError(f'{path} holds splits of protocol {saved["protocol"]!r}, not '
-                       f'{protocol!r}: use a fresh workdir for another protocol.')
+      raise ValueError(
+        f'{path} holds splits of protocol {saved["protocol"]!r}, not '
+        f'{protocol!r}: use a fresh workdir for another protocol.'
+      )
     position = first_positions(pool)
     missing = [i for ids in saved['splits'].values() for i in ids if i not in position]
     if missing:
-      raise FileNotFoundError(f'{len(missing)} images named in {path} are not in the '
-                              f'data (first: {missing[0]!r}).')
-    return {name: np.array([position[i] for i in ids], dtype=np.int64)
-            for name, ids in saved['splits'].items()}
+      raise FileNotFoundError(
+        f'{len(missing)} images named in {path} are not in the '
+        f'data (first: {missing[0]!r}).'
+      )
+    return {
+      name: np.array([position[i] for i in ids], dtype=np.int64)
+      for name, ids in saved['splits'].items()
+    }
   splits = get_protocol(protocol).make_splits(pool, seed)
   # Every process draws the same splits from the seed; process 0 records them.
   if path and jax.process_index() == 0:
-    record = {'protocol': protocol, 'seed': seed, 'class_names': pool.class_names,
-              'splits': {k: [pool.ids[i] for i in v] for k, v in splits.items()}}
+    record = {
+      'protocol': protocol,
+      'seed': seed,
+      'class_names': pool.class_names,
+      'splits': {k: [pool.ids[i] for i in v] for k, v in splits.items()},
+    }
     atomic.write_json(path, record)
   return splits
 
 
 def build_pool(source: str, data_dir: str, splits: Sequence[str], **kwargs) -> Pool:
   """The source's `splits`, pooled; `kwargs` go to the source (sources.get_source)."""
-  return Pool({s: sources_lib.get_source(source, data_dir=data_dir, split=s, **kwargs)
-               for s in splits})
+  return Pool(
+    {
+      s: sources_lib.get_source(source, data_dir=data_dir, split=s, **kwargs)
+      for s in splits
+    }
+  )

@@ -17,8 +17,9 @@ from dahjax.data import sources
 
 _SRC = flags.DEFINE_string('src', None, 'Image folder root to draw from.', required=True)
 _DST = flags.DEFINE_string('dst', None, 'Where to write the subset.', required=True)
-_PER_CLASS = flags.DEFINE_string('per_class', 'train=200,test=50',
-                                 'Images per class for each split, split=count,...')
+_PER_CLASS = flags.DEFINE_string(
+  'per_class', 'train=200,test=50', 'Images per class for each split, split=count,...'
+)
 _SEED = flags.DEFINE_integer('seed', 0, 'Seed of the draw.')
 
 

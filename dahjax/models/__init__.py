@@ -5,8 +5,9 @@ Every model maps images [B, H, W, 3] (float, in [0, 1]) to a dict with `hash`
 `binary_codes(hash) -> uint8 0/1 [B, bits]` used for retrieval.
 """
 
+from collections.abc import Callable
 import dataclasses
-from typing import Any, Callable
+from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -16,10 +17,10 @@ from dahjax.models import resnet18
 from dahjax.models import resnet30
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {
-    # DAH (Li et al., IEEE Access 2020); attention='none' is its NoneA-DAH ablation.
-    'dah_resnet30': resnet30.ResNet30,
-    # DPFAH (Scientific Reports 2022); attention='none' is DFAH-1 of its Table 5.
-    'dpfah_resnet18': resnet18.ResNet18,
+  # DAH (Li et al., IEEE Access 2020); attention='none' is its NoneA-DAH ablation.
+  'dah_resnet30': resnet30.ResNet30,
+  # DPFAH (Scientific Reports 2022); attention='none' is DFAH-1 of its Table 5.
+  'dpfah_resnet18': resnet18.ResNet18,
 }
 
 
@@ -42,7 +43,9 @@ def model_kwargs(config: Any) -> dict[str, Any]:
   fields = model_fields(config.model_name)
   kwargs = {k: v for k, v in config.model.to_dict().items() if k in fields}
   if 'dtype' in kwargs:
-    kwargs['dtype'] = jnp.dtype(registry.lookup(DTYPES, kwargs['dtype'], 'model.dtype', 'dtypes'))
+    kwargs['dtype'] = jnp.dtype(
+      registry.lookup(DTYPES, kwargs['dtype'], 'model.dtype', 'dtypes')
+    )
   return kwargs
 
 

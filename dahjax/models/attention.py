@@ -43,6 +43,7 @@ class ChannelAttention(nn.Module):
   References:
     Woo et al., "CBAM: Convolutional Block Attention Module", ECCV 2018, Sec. 3.
   """
+
   reduction: int = 16
   dtype: jnp.dtype = jnp.float32
 
@@ -82,6 +83,7 @@ class SpatialAttention(nn.Module):
   References:
     Woo et al., "CBAM: Convolutional Block Attention Module", ECCV 2018, Sec. 3.
   """
+
   kernel_size: int = 7
   dtype: jnp.dtype = jnp.float32
   conv_impl: str = 'auto'
@@ -89,11 +91,17 @@ class SpatialAttention(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     pooled = jnp.concatenate(
-        [jnp.mean(x, axis=-1, keepdims=True), jnp.max(x, axis=-1, keepdims=True)],
-        axis=-1)
-    logits = conv.Conv(1, self.kernel_size, use_bias=True, impl=self.conv_impl,
-                       dtype=self.dtype, kernel_init=nn.initializers.lecun_normal(),
-                       name='conv')(pooled)
+      [jnp.mean(x, axis=-1, keepdims=True), jnp.max(x, axis=-1, keepdims=True)], axis=-1
+    )
+    logits = conv.Conv(
+      1,
+      self.kernel_size,
+      use_bias=True,
+      impl=self.conv_impl,
+      dtype=self.dtype,
+      kernel_init=nn.initializers.lecun_normal(),
+      name='conv',
+    )(pooled)
     return nn.sigmoid(logits)
 
 
@@ -129,6 +137,7 @@ class CBAM(nn.Module):
     Li et al., "Image Retrieval Using a Deep Attention-Based Hash", IEEE Access
     2020, Sec. III.A and Table 1.
   """
+
   reduction: int = 16
   kernel_size: int = 7
   dtype: jnp.dtype = jnp.float32
@@ -137,8 +146,9 @@ class CBAM(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     x = x * ChannelAttention(self.reduction, self.dtype, name='channel')(x)
-    return x * SpatialAttention(self.kernel_size, self.dtype, self.conv_impl,
-                                name='spatial')(x)
+    return x * SpatialAttention(
+      self.kernel_size, self.dtype, self.conv_impl, name='spatial'
+    )(x)
 
 
 def pfa(x: jax.Array, lam: float = 1e-4) -> jax.Array:

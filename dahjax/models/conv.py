@@ -9,9 +9,10 @@ layout), so a checkpoint trained with one runs with the other.
 Why and how: docs/design.md, section dahjax/models/conv.py.
 """
 
+from collections.abc import Sequence
 import functools
 import os
-from typing import Any, Sequence
+from typing import Any
 
 from absl import logging
 import flax.linen as nn
@@ -57,23 +58,29 @@ def configure_cpu_backend(enable: bool = True) -> bool:
   if not enable or name in flags:
     return CPU_XLA_FLAG in flags.split()
   from jax._src import xla_bridge  # pylint: disable=g-import-not-at-top
+
   if xla_bridge.backends_are_initialized():
-    logging.warning('JAX has already started; %s takes effect only when set before '
-                    'the first JAX computation (or in XLA_FLAGS).', CPU_XLA_FLAG)
+    logging.warning(
+      'JAX has already started; %s takes effect only when set before '
+      'the first JAX computation (or in XLA_FLAGS).',
+      CPU_XLA_FLAG,
+    )
     return False
   os.environ['XLA_FLAGS'] = f'{flags} {CPU_XLA_FLAG}'.strip()
   return True
 
 
-def explicit_padding(padding: Padding, size: tuple[int, int], kernel: int,
-                     stride: int) -> tuple[tuple[int, int], tuple[int, int]]:
+def explicit_padding(
+  padding: Padding, size: tuple[int, int], kernel: int, stride: int
+) -> tuple[tuple[int, int], tuple[int, int]]:
   """((top, bottom), (left, right)) of 'SAME', 'VALID' or explicit pairs."""
   if isinstance(padding, str):
     if padding == 'VALID':
       return (0, 0), (0, 0)
     if padding != 'SAME':
-      raise ValueError(f"padding must be 'SAME', 'VALID' or ((t, b), (l, r)), got "
-                       f'{padding!r}.')
+      raise ValueError(
+        f"padding must be 'SAME', 'VALID' or ((t, b), (l, r)), got {padding!r}."
+      )
     pads = []
     for n in size:
       out = -(-n // stride)
@@ -89,12 +96,23 @@ def _windows(x: jax.Array, kernel: int, stride: int, padding, pad_value=0.0):
   xp = jnp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)), constant_values=pad_value)
   ho = (xp.shape[1] - kernel) // stride + 1
   wo = (xp.shape[2] - kernel) // stride + 1
-  return [xp[:, dy:dy + (ho - 1) * stride + 1:stride, dx:dx + (wo - 1) * stride + 1:stride]
-          for dy in range(kernel) for dx in range(kernel)]
+  return [
+    xp[
+      :, dy : dy + (ho - 1) * stride + 1 : stride, dx : dx + (wo - 1) * stride + 1 : stride
+    ]
+    for dy in range(kernel)
+    for dx in range(kernel)
+  ]
 
 
-def conv2d(x: jax.Array, kernel: jax.Array, *, strides: int = 1,
-           padding: Padding = 'SAME', impl: str = 'auto') -> jax.Array:
+def conv2d(
+  x: jax.Array,
+  kernel: jax.Array,
+  *,
+  strides: int = 1,
+  padding: Padding = 'SAME',
+  impl: str = 'auto',
+) -> jax.Array:
   """Convolution of NHWC `x` with an HWIO kernel [k, k, C_in, C_out] (square kernels)."""
   k = kernel.shape[0]
   impl = resolve_impl(impl)
@@ -103,19 +121,26 @@ def conv2d(x: jax.Array, kernel: jax.Array, *, strides: int = 1,
     x = jnp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))[:, ::strides, ::strides]
     return jnp.einsum('bhwc,cf->bhwf', x, kernel[0, 0])
   pads = explicit_padding(padding, x.shape[1:3], k, strides)
-  return jax.lax.conv_general_dilated(x, kernel, (strides, strides), pads,
-                                      dimension_numbers=_DIMENSION_NUMBERS)
+  return jax.lax.conv_general_dilated(
+    x, kernel, (strides, strides), pads, dimension_numbers=_DIMENSION_NUMBERS
+  )
 
 
-def depthwise_conv(x: jax.Array, kernel: jax.Array, stride: int, impl: str,
-                   padding: Padding = 'SAME') -> jax.Array:
+def depthwise_conv(
+  x: jax.Array, kernel: jax.Array, stride: int, impl: str, padding: Padding = 'SAME'
+) -> jax.Array:
   """Depthwise convolution of NHWC `x` with an HWIO kernel [k, k, 1, C]."""
   k = kernel.shape[0]
   if resolve_impl(impl) == 'xla':
     pads = explicit_padding(padding, x.shape[1:3], k, stride)
     return jax.lax.conv_general_dilated(
-        x, kernel, (stride, stride), pads, feature_group_count=x.shape[-1],
-        dimension_numbers=_DIMENSION_NUMBERS)
+      x,
+      kernel,
+      (stride, stride),
+      pads,
+      feature_group_count=x.shape[-1],
+      dimension_numbers=_DIMENSION_NUMBERS,
+    )
   out = None
   for tap, window in enumerate(_windows(x, k, stride, padding)):
     term = window * kernel[tap // k, tap % k, 0]
@@ -154,18 +179,21 @@ def _max_pool_bwd(window, stride, padding, residuals, g):
 _max_pool_slices.defvjp(_max_pool_fwd, _max_pool_bwd)
 
 
-def max_pool(x: jax.Array, window: int, stride: int, padding: Padding,
-             impl: str = 'auto') -> jax.Array:
+def max_pool(
+  x: jax.Array, window: int, stride: int, padding: Padding, impl: str = 'auto'
+) -> jax.Array:
   """window x window max pooling of NHWC `x`; padded cells never win."""
   if resolve_impl(impl) == 'xla':
     pads = explicit_padding(padding, x.shape[1:3], window, stride)
     return nn.max_pool(x, (window, window), (stride, stride), pads)
-  return _max_pool_slices(x, window, stride,
-                          explicit_padding(padding, x.shape[1:3], window, stride))
+  return _max_pool_slices(
+    x, window, stride, explicit_padding(padding, x.shape[1:3], window, stride)
+  )
 
 
 class Conv(nn.Module):
   """k x k convolution (square kernel) with parameters `kernel` [k, k, C_in, F], `bias`."""
+
   features: int
   kernel_size: int
   strides: int = 1
@@ -178,18 +206,26 @@ class Conv(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     k = self.kernel_size
-    kernel = self.param('kernel', self.kernel_init, (k, k, x.shape[-1], self.features),
-                        jnp.float32)
-    y = conv2d(x.astype(self.dtype), kernel.astype(self.dtype), strides=self.strides,
-               padding=self.padding, impl=self.impl)
+    kernel = self.param(
+      'kernel', self.kernel_init, (k, k, x.shape[-1], self.features), jnp.float32
+    )
+    y = conv2d(
+      x.astype(self.dtype),
+      kernel.astype(self.dtype),
+      strides=self.strides,
+      padding=self.padding,
+      impl=self.impl,
+    )
     if self.use_bias:
-      y = y + self.param('bias', nn.initializers.zeros, (self.features,),
-                         jnp.float32).astype(self.dtype)
+      y = y + self.param(
+        'bias', nn.initializers.zeros, (self.features,), jnp.float32
+      ).astype(self.dtype)
     return y
 
 
 class DepthwiseConv(nn.Module):
   """k x k depthwise convolution, 'SAME' padding, no bias (kernel [k, k, 1, C])."""
+
   kernel_size: int
   strides: int = 1
   impl: str = 'auto'
@@ -199,18 +235,21 @@ class DepthwiseConv(nn.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     k = self.kernel_size
     kernel = self.param('kernel', conv_init, (k, k, 1, x.shape[-1]), jnp.float32)
-    return depthwise_conv(x.astype(self.dtype), kernel.astype(self.dtype),
-                          self.strides, self.impl)
+    return depthwise_conv(
+      x.astype(self.dtype), kernel.astype(self.dtype), self.strides, self.impl
+    )
 
 
 class PointwiseConv(nn.Module):
   """1x1 convolution without bias (kernel [1, 1, C, F])."""
+
   features: int
   impl: str = 'auto'
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    kernel = self.param('kernel', conv_init, (1, 1, x.shape[-1], self.features),
-                        jnp.float32)
+    kernel = self.param(
+      'kernel', conv_init, (1, 1, x.shape[-1], self.features), jnp.float32
+    )
     return pointwise_conv(x.astype(self.dtype), kernel.astype(self.dtype), self.impl)

@@ -122,6 +122,7 @@ class ShrinkSigmoidHashHead(nn.Module):
     Li et al., "Image Retrieval Using a Deep Attention-Based Hash", IEEE Access
     2020, Sec. III.A and Table 1.
   """
+
   bits: int
   num_classes: int
   dtype: jnp.dtype = jnp.float32
@@ -212,6 +213,7 @@ class ParallelHashHead(nn.Module):
     Yang, Wang & Cheng, "Deep parameter-free attention hashing for image
     retrieval", Scientific Reports 2022, "Network architecture" and eq. 16.
   """
+
   bits: int
   num_classes: int
   dtype: jnp.dtype = jnp.float32

@@ -15,9 +15,10 @@ here with NumPy) or .pth/.pt (read with `torch.load(weights_only=True)`, so only
 torch is installed; elsewhere convert the file once, see `load_torchvision_state_dict`).
 """
 
+from collections.abc import Mapping
 import json
 import os
-from typing import Any, Mapping
+from typing import Any
 import zipfile
 
 from absl import logging
@@ -31,19 +32,32 @@ _WIDTHS = (64, 128, 256, 512)
 
 # Run where torch is installed; the .npz it writes loads anywhere.
 CONVERT_COMMAND = (
-    "python -c \"import sys, numpy, torch; sd = torch.load(sys.argv[1], "
-    "map_location='cpu', weights_only=True); numpy.savez(sys.argv[2], "
-    "**{k: v.float().numpy() for k, v in sd.items()})\" resnet18.pth resnet18.npz")
+  'python -c "import sys, numpy, torch; sd = torch.load(sys.argv[1], '
+  "map_location='cpu', weights_only=True); numpy.savez(sys.argv[2], "
+  '**{k: v.float().numpy() for k, v in sd.items()})" resnet18.pth resnet18.npz'
+)
 
 # safetensors dtype -> NumPy dtype of the stored bytes (all little-endian).
 _SAFETENSORS_DTYPES = {
-    'F64': '<f8', 'F32': '<f4', 'F16': '<f2', 'BF16': '<u2',
-    'I64': '<i8', 'I32': '<i4', 'I16': '<i2', 'I8': 'i1', 'U8': 'u1', 'BOOL': '?',
+  'F64': '<f8',
+  'F32': '<f4',
+  'F16': '<f2',
+  'BF16': '<u2',
+  'I64': '<i8',
+  'I32': '<i4',
+  'I16': '<i2',
+  'I8': 'i1',
+  'U8': 'u1',
+  'BOOL': '?',
 }
 
 # torchvision BatchNorm tensor -> (Flax collection, Flax name).
-_BN = (('weight', 'params', 'scale'), ('bias', 'params', 'bias'),
-       ('running_mean', 'batch_stats', 'mean'), ('running_var', 'batch_stats', 'var'))
+_BN = (
+  ('weight', 'params', 'scale'),
+  ('bias', 'params', 'bias'),
+  ('running_mean', 'batch_stats', 'mean'),
+  ('running_var', 'batch_stats', 'var'),
+)
 
 
 def _layout() -> list[tuple[str, tuple[int, ...], str, tuple[str, ...]]]:
@@ -84,20 +98,25 @@ def check(model_name: str, path: str) -> None:
   Cheap (no file is read), so a bad config fails before anything compiles.
   """
   if model_name != MODEL_NAME:
-    raise ValueError(f'model.pretrained={path!r}: pretrained weights exist only for '
-                     f'{MODEL_NAME} (torchvision\'s ResNet18), not {model_name}.')
+    raise ValueError(
+      f'model.pretrained={path!r}: pretrained weights exist only for '
+      f"{MODEL_NAME} (torchvision's ResNet18), not {model_name}."
+    )
   if not os.path.isfile(os.path.expanduser(path)):
     raise FileNotFoundError(
-        f'model.pretrained {path!r} does not exist. Expected torchvision\'s ResNet18 '
-        f'state dict as {", ".join(FORMATS)}.')
+      f"model.pretrained {path!r} does not exist. Expected torchvision's ResNet18 "
+      f'state dict as {", ".join(FORMATS)}.'
+    )
   _format(path)
 
 
 def _format(path: str) -> str:
   ext = os.path.splitext(path)[1].lower()
   if ext not in FORMATS:
-    raise ValueError(f'Cannot read weights {path!r}: unknown extension {ext!r}; '
-                     f'accepted formats: {", ".join(FORMATS)}.')
+    raise ValueError(
+      f'Cannot read weights {path!r}: unknown extension {ext!r}; '
+      f'accepted formats: {", ".join(FORMATS)}.'
+    )
   return ext
 
 
@@ -128,14 +147,15 @@ def load_torchvision_state_dict(path: str) -> dict[str, np.ndarray]:
     state_dict = _read_safetensors(path)
   else:
     state_dict = _read_torch(path)
-  return {k: v.astype(np.float32, copy=False) if np.issubdtype(v.dtype, np.floating) else v
-          for k, v in state_dict.items()}
+  return {
+    k: v.astype(np.float32, copy=False) if np.issubdtype(v.dtype, np.floating) else v
+    for k, v in state_dict.items()
+  }
 
 
 def _read_npz(path: str) -> dict[str, np.ndarray]:
   if not zipfile.is_zipfile(path):
-    raise ValueError(f'Cannot read {path!r} as .npz: not a zip archive as np.savez '
-                     'writes.')
+    raise ValueError(f'Cannot read {path!r} as .npz: not a zip archive as np.savez writes.')
   try:
     with np.load(path, allow_pickle=False) as data:
       return {name: data[name] for name in data.files}
@@ -162,7 +182,7 @@ def _read_safetensors(path: str) -> dict[str, np.ndarray]:
   if n > len(data) - 8:
     raise fail(f'header length {n} exceeds the file size {len(data)}')
   try:
-    header = json.loads(data[8:8 + n])
+    header = json.loads(data[8 : 8 + n])
   except (UnicodeDecodeError, json.JSONDecodeError) as e:
     raise fail(f'its header is not JSON ({e})') from e
   if not isinstance(header, dict):
@@ -176,13 +196,16 @@ def _read_safetensors(path: str) -> dict[str, np.ndarray]:
     except (KeyError, TypeError, ValueError) as e:
       raise fail(f'tensor {name!r} has a malformed entry {info!r}') from e
     if dtype not in _SAFETENSORS_DTYPES:
-      raise fail(f'tensor {name!r} has dtype {dtype}; supported: '
-                 f'{", ".join(_SAFETENSORS_DTYPES)}')
+      raise fail(
+        f'tensor {name!r} has dtype {dtype}; supported: {", ".join(_SAFETENSORS_DTYPES)}'
+      )
     stored = np.dtype(_SAFETENSORS_DTYPES[dtype])
     count = int(np.prod(shape))
     if not 0 <= begin <= end <= len(data) - 8 - n or end - begin != count * stored.itemsize:
-      raise fail(f'tensor {name!r} ({dtype}, shape {shape}) has bytes [{begin}, {end}) '
-                 f'that do not fit it or the file')
+      raise fail(
+        f'tensor {name!r} ({dtype}, shape {shape}) has bytes [{begin}, {end}) '
+        f'that do not fit it or the file'
+      )
     array = np.frombuffer(data, stored, count, 8 + n + begin).reshape(shape)
     if dtype == 'BF16':
       # bfloat16 is the upper half of a float32.
@@ -196,38 +219,50 @@ def _read_torch(path: str) -> dict[str, np.ndarray]:
     import torch  # pylint: disable=g-import-not-at-top
   except ImportError as e:
     raise ImportError(
-        f'Reading {path!r} needs PyTorch, which is not installed (dahjax does not need '
-        f'it). Convert the file to .npz or .safetensors on a machine with torch, e.g.\n'
-        f'  {CONVERT_COMMAND}') from e
+      f'Reading {path!r} needs PyTorch, which is not installed (dahjax does not need '
+      f'it). Convert the file to .npz or .safetensors on a machine with torch, e.g.\n'
+      f'  {CONVERT_COMMAND}'
+    ) from e
   try:
     state_dict = torch.load(path, map_location='cpu', weights_only=True)
   except Exception as e:  # pylint: disable=broad-except
     # torch.load reports a corrupt file as any of several exception types.
     raise ValueError(f'Cannot read {path!r} with torch.load: {e}') from e
   if not isinstance(state_dict, Mapping) or not all(
-      isinstance(v, torch.Tensor) for v in state_dict.values()):
+    isinstance(v, torch.Tensor) for v in state_dict.values()
+  ):
     raise ValueError(f'{path!r} does not hold a state dict (names mapped to tensors).')
-  return {k: (v.detach().float() if v.is_floating_point() else v.detach()).numpy()
-          for k, v in state_dict.items()}
+  return {
+    k: (v.detach().float() if v.is_floating_point() else v.detach()).numpy()
+    for k, v in state_dict.items()
+  }
 
 
-def _check_state_dict(state_dict: Mapping[str, Any],
-                      layout: list[tuple[str, tuple[int, ...], str, tuple[str, ...]]]):
+def _check_state_dict(
+  state_dict: Mapping[str, Any],
+  layout: list[tuple[str, tuple[int, ...], str, tuple[str, ...]]],
+):
   """Raises ValueError on the first missing or misshapen tensor, then on extra ones."""
   for name, shape, _, _ in layout:
     if name not in state_dict:
-      raise ValueError(f'The weights lack tensor {name!r} (ResNet18 needs shape {shape}); '
-                       'expected the state dict of torchvision\'s resnet18.')
+      raise ValueError(
+        f'The weights lack tensor {name!r} (ResNet18 needs shape {shape}); '
+        "expected the state dict of torchvision's resnet18."
+      )
     got = tuple(np.shape(state_dict[name]))
     if got != shape:
-      raise ValueError(f'Tensor {name!r} has shape {got} in the weights but ResNet18 needs '
-                       f'{shape}; expected the state dict of torchvision\'s resnet18, not '
-                       'another network.')
+      raise ValueError(
+        f'Tensor {name!r} has shape {got} in the weights but ResNet18 needs '
+        f"{shape}; expected the state dict of torchvision's resnet18, not "
+        'another network.'
+      )
   expected = {name for name, _, _, _ in layout}
   extra = sorted(k for k in state_dict if k not in expected and not _ignored(k))
   if extra:
-    raise ValueError(f'The weights hold {len(extra)} tensors that torchvision\'s resnet18 '
-                     f'does not have, e.g. {", ".join(extra[:5])}; a deeper ResNet?')
+    raise ValueError(
+      f"The weights hold {len(extra)} tensors that torchvision's resnet18 "
+      f'does not have, e.g. {", ".join(extra[:5])}; a deeper ResNet?'
+    )
 
 
 def _copy(tree: Mapping[str, Any]) -> dict[str, Any]:
@@ -242,8 +277,9 @@ def _leaves(tree: Mapping[str, Any], prefix: tuple[str, ...] = ()):
       yield prefix + (k,)
 
 
-def convert_resnet18(state_dict: Mapping[str, Any],
-                     variables: Mapping[str, Any]) -> dict[str, Any]:
+def convert_resnet18(
+  state_dict: Mapping[str, Any], variables: Mapping[str, Any]
+) -> dict[str, Any]:
   """Puts torchvision's ResNet18 tensors into `resnet18.ResNet18` variables.
 
   Args:
@@ -270,20 +306,26 @@ def convert_resnet18(state_dict: Mapping[str, Any],
     for key in path[:-1]:
       node = node.get(key, {})
     if path[-1] not in node:
-      raise ValueError(f'The variables have no {collection}/{"/".join(path)} for {name!r}; '
-                       'expected the variables of dahjax.models.resnet18.ResNet18.')
+      raise ValueError(
+        f'The variables have no {collection}/{"/".join(path)} for {name!r}; '
+        'expected the variables of dahjax.models.resnet18.ResNet18.'
+      )
     value = np.asarray(state_dict[name], np.float32)
     if len(shape) == 4:
       value = value.transpose(2, 3, 1, 0)  # OIHW -> HWIO.
     old = node[path[-1]]
     if value.shape != old.shape:
       if name == 'conv1.weight' and old.shape[:2] == (3, 3):
-        logging.warning('ResNet18 with the CIFAR stem: its 3x3 conv1 keeps its '
-                        'initialisation; the 7x7 ImageNet conv1 does not fit it.')
+        logging.warning(
+          'ResNet18 with the CIFAR stem: its 3x3 conv1 keeps its '
+          'initialisation; the 7x7 ImageNet conv1 does not fit it.'
+        )
         kept.add((collection,) + path)
         continue
-      raise ValueError(f'{collection}/{"/".join(path)} has shape {old.shape}, but '
-                       f'{name!r} converts to {value.shape}.')
+      raise ValueError(
+        f'{collection}/{"/".join(path)} has shape {old.shape}, but '
+        f'{name!r} converts to {value.shape}.'
+      )
     if not np.all(np.isfinite(value)):
       raise ValueError(f'Tensor {name!r} has non-finite values.')
     node[path[-1]] = jnp.asarray(value, old.dtype)
@@ -292,11 +334,15 @@ def convert_resnet18(state_dict: Mapping[str, Any],
   done = loaded | kept
   missed = [p for p in _leaves(out) if p[1] != 'head' and p not in done]
   if missed:
-    raise ValueError(f'No torchvision tensor for {"/".join(missed[0])} (and '
-                     f'{len(missed) - 1} more); expected the variables of '
-                     'dahjax.models.resnet18.ResNet18.')
-  logging.info('Loaded %d of torchvision\'s ResNet18 tensors; the heads keep their '
-               'initialisation.', len(loaded))
+    raise ValueError(
+      f'No torchvision tensor for {"/".join(missed[0])} (and '
+      f'{len(missed) - 1} more); expected the variables of '
+      'dahjax.models.resnet18.ResNet18.'
+    )
+  logging.info(
+    "Loaded %d of torchvision's ResNet18 tensors; the heads keep their initialisation.",
+    len(loaded),
+  )
   return out
 
 

@@ -63,6 +63,7 @@ class BasicBlock(nn.Module):
     >>> print(jax.eval_shape(lambda v, x: block.apply(v, x, False), variables, x).shape)
     (2, 4, 4, 64)
   """
+
   features: int
   strides: int = 1
   pfa: bool = False
@@ -72,18 +73,37 @@ class BasicBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9,
-                             epsilon=1e-5, dtype=self.dtype)
-    conv3 = functools.partial(conv.Conv, self.features, 3, padding=((1, 1), (1, 1)),
-                              impl=self.conv_impl, dtype=self.dtype,
-                              kernel_init=_conv_init)
+    norm = functools.partial(
+      nn.BatchNorm,
+      use_running_average=not train,
+      momentum=0.9,
+      epsilon=1e-5,
+      dtype=self.dtype,
+    )
+    conv3 = functools.partial(
+      conv.Conv,
+      self.features,
+      3,
+      padding=((1, 1), (1, 1)),
+      impl=self.conv_impl,
+      dtype=self.dtype,
+      kernel_init=_conv_init,
+    )
     y = nn.relu(norm(name='bn1')(conv3(strides=self.strides, name='conv1')(x)))
     y = norm(name='bn2')(conv3(name='conv2')(y))
     if self.pfa:
       y = attention_lib.pfa(y, self.pfa_lambda)
     if self.strides != 1 or x.shape[-1] != self.features:
-      x = conv.Conv(self.features, 1, self.strides, padding='VALID', impl=self.conv_impl,
-                    dtype=self.dtype, kernel_init=_conv_init, name='downsample_conv')(x)
+      x = conv.Conv(
+        self.features,
+        1,
+        self.strides,
+        padding='VALID',
+        impl=self.conv_impl,
+        dtype=self.dtype,
+        kernel_init=_conv_init,
+        name='downsample_conv',
+      )(x)
       x = norm(name='downsample_bn')(x)
     return nn.relu(x + y)
 
@@ -130,6 +150,7 @@ class ResNet18(nn.Module):
 
     He et al., "Deep Residual Learning for Image Recognition", CVPR 2016.
   """
+
   bits: int = 48
   num_classes: int = 100
   stem: str = 'imagenet'
@@ -143,11 +164,14 @@ class ResNet18(nn.Module):
   def __post_init__(self):
     # Checked at construction, so a bad config fails before anything compiles.
     if self.stem not in STEMS:
-      raise ValueError(f'Unknown stem {self.stem!r} for ResNet18; valid: '
-                       f'{", ".join(STEMS)}.')
+      raise ValueError(
+        f'Unknown stem {self.stem!r} for ResNet18; valid: {", ".join(STEMS)}.'
+      )
     if self.attention not in ATTENTIONS:
-      raise ValueError(f'Unknown attention {self.attention!r} for ResNet18; valid: '
-                       f'{", ".join(ATTENTIONS)}.')
+      raise ValueError(
+        f'Unknown attention {self.attention!r} for ResNet18; valid: '
+        f'{", ".join(ATTENTIONS)}.'
+      )
     conv.resolve_impl(self.conv_impl)
     super().__post_init__()
 
@@ -157,23 +181,43 @@ class ResNet18(nn.Module):
     std = jnp.asarray(IMAGENET_STD, jnp.float32)
     x = ((images.astype(jnp.float32) - mean) / std).astype(self.dtype)
     k, s, p = (7, 2, 3) if self.stem == 'imagenet' else (3, 1, 1)
-    x = conv.Conv(64, k, s, padding=((p, p), (p, p)), impl=self.conv_impl,
-                  dtype=self.dtype, kernel_init=_conv_init, name='conv1')(x)
-    x = nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                             dtype=self.dtype, name='bn1')(x))
+    x = conv.Conv(
+      64,
+      k,
+      s,
+      padding=((p, p), (p, p)),
+      impl=self.conv_impl,
+      dtype=self.dtype,
+      kernel_init=_conv_init,
+      name='conv1',
+    )(x)
+    x = nn.relu(
+      nn.BatchNorm(
+        use_running_average=not train,
+        momentum=0.9,
+        epsilon=1e-5,
+        dtype=self.dtype,
+        name='bn1',
+      )(x)
+    )
     if self.stem == 'imagenet':
       x = conv.max_pool(x, 3, 2, ((1, 1), (1, 1)), self.conv_impl)
     if self.attention == 'stem':
       x = x + attention_lib.pfa(x, self.pfa_lambda)
     for i, width in enumerate(_WIDTHS):
       for j in range(2):
-        x = BasicBlock(width, 2 if i > 0 and j == 0 else 1,
-                       pfa=self.attention == 'every_block', pfa_lambda=self.pfa_lambda,
-                       conv_impl=self.conv_impl, dtype=self.dtype,
-                       name=f'layer{i + 1}_{j}')(x, train)
+        x = BasicBlock(
+          width,
+          2 if i > 0 and j == 0 else 1,
+          pfa=self.attention == 'every_block',
+          pfa_lambda=self.pfa_lambda,
+          conv_impl=self.conv_impl,
+          dtype=self.dtype,
+          name=f'layer{i + 1}_{j}',
+        )(x, train)
     features = heads.pool_features(x)
-    out = heads.ParallelHashHead(self.bits, self.num_classes, dtype=jnp.float32,
-                                 name='head')(features)
+    out = heads.ParallelHashHead(
+      self.bits, self.num_classes, dtype=jnp.float32, name='head'
+    )(features)
     out['features'] = features
     return jax.tree.map(lambda a: a.astype(jnp.float32), out)
-

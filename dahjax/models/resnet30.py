@@ -48,6 +48,7 @@ class SeparableConv(nn.Module):
     >>> print(jax.eval_shape(module.apply, variables, x).shape)
     (2, 4, 4, 64)
   """
+
   features: int
   kernel_size: int
   strides: int = 1
@@ -56,11 +57,13 @@ class SeparableConv(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    x = conv.DepthwiseConv(self.kernel_size, self.strides, self.conv_impl, self.dtype,
-                           name='depthwise')(x)
+    x = conv.DepthwiseConv(
+      self.kernel_size, self.strides, self.conv_impl, self.dtype, name='depthwise'
+    )(x)
     # No bias: every separable convolution here is followed by BatchNorm.
-    return conv.PointwiseConv(self.features, self.conv_impl, self.dtype,
-                              name='pointwise')(x)
+    return conv.PointwiseConv(self.features, self.conv_impl, self.dtype, name='pointwise')(
+      x
+    )
 
 
 class BottleneckBlock(nn.Module):
@@ -97,6 +100,7 @@ class BottleneckBlock(nn.Module):
     Li et al., "Image Retrieval Using a Deep Attention-Based Hash", IEEE Access
     2020, Table 1.
   """
+
   filters: tuple[int, int, int]
   strides: int = 1
   conv_impl: str = 'auto'
@@ -105,8 +109,13 @@ class BottleneckBlock(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     f1, f2, f3 = self.filters
-    norm = functools.partial(nn.BatchNorm, use_running_average=not train,
-                             momentum=0.9, epsilon=1e-5, dtype=self.dtype)
+    norm = functools.partial(
+      nn.BatchNorm,
+      use_running_average=not train,
+      momentum=0.9,
+      epsilon=1e-5,
+      dtype=self.dtype,
+    )
     sep = functools.partial(SeparableConv, conv_impl=self.conv_impl, dtype=self.dtype)
     y = nn.relu(norm(name='bn1')(sep(f1, 1, self.strides, name='conv1')(x)))
     y = nn.relu(norm(name='bn2')(sep(f2, 3, name='conv2')(y)))
@@ -155,6 +164,7 @@ class ResNet30(nn.Module):
     Li et al., "Image Retrieval Using a Deep Attention-Based Hash", IEEE Access
     2020, Sec. III.A, Table 1 and eqs. 1, 5.
   """
+
   bits: int = 48
   num_classes: int = 10
   attention: str = 'cbam'
@@ -171,33 +181,55 @@ class ResNet30(nn.Module):
   def __post_init__(self):
     # Checked at construction, so a bad config fails before anything compiles.
     if self.attention not in _ATTENTIONS:
-      raise ValueError(f'Unknown attention {self.attention!r} for ResNet30; '
-                       f'valid: {", ".join(_ATTENTIONS)}.')
+      raise ValueError(
+        f'Unknown attention {self.attention!r} for ResNet30; '
+        f'valid: {", ".join(_ATTENTIONS)}.'
+      )
     if self.hash_layer not in heads.HASH_LAYERS:
-      raise ValueError(f'Unknown model.hash_layer {self.hash_layer!r} for ResNet30; '
-                       f'valid: {", ".join(heads.HASH_LAYERS)}.')
+      raise ValueError(
+        f'Unknown model.hash_layer {self.hash_layer!r} for ResNet30; '
+        f'valid: {", ".join(heads.HASH_LAYERS)}.'
+      )
     conv.resolve_impl(self.conv_impl)
     super().__post_init__()
 
   @nn.compact
   def __call__(self, images: jax.Array, train: bool = False) -> dict[str, jax.Array]:
-    norm = functools.partial(nn.BatchNorm, use_running_average=not train,
-                             momentum=0.9, epsilon=1e-5, dtype=self.dtype)
+    norm = functools.partial(
+      nn.BatchNorm,
+      use_running_average=not train,
+      momentum=0.9,
+      epsilon=1e-5,
+      dtype=self.dtype,
+    )
     x = images.astype(self.dtype)
     # The network normalises its raw input itself (Table 1: BN on the image).
     x = norm(name='input_bn')(x)
-    x = conv.Conv(64, 3, padding=((1, 1), (1, 1)), impl=self.conv_impl,
-                  dtype=self.dtype, name='stem_conv')(x)
+    x = conv.Conv(
+      64,
+      3,
+      padding=((1, 1), (1, 1)),
+      impl=self.conv_impl,
+      dtype=self.dtype,
+      name='stem_conv',
+    )(x)
     x = nn.relu(norm(name='stem_bn')(x))
     x = conv.max_pool(x, 3, 1, ((1, 1), (1, 1)), self.conv_impl)
     for i, filters in enumerate(_STAGES):
       if self.attention == 'cbam':
-        x = attention_lib.CBAM(dtype=self.dtype, conv_impl=self.conv_impl,
-                               name=f'cbam{i + 1}')(x)
+        x = attention_lib.CBAM(
+          dtype=self.dtype, conv_impl=self.conv_impl, name=f'cbam{i + 1}'
+        )(x)
       for j, strides in enumerate((2, 1, 1)):
-        x = BottleneckBlock(filters, strides, self.conv_impl, self.dtype,
-                            name=f'stage{i + 1}_block{j + 1}')(x, train)
+        x = BottleneckBlock(
+          filters, strides, self.conv_impl, self.dtype, name=f'stage{i + 1}_block{j + 1}'
+        )(x, train)
     features = heads.pool_features(x)
-    out = heads.ShrinkSigmoidHashHead(self.bits, self.num_classes, dtype=jnp.float32,
-                                      activation=self.hash_layer, name='head')(features)
+    out = heads.ShrinkSigmoidHashHead(
+      self.bits,
+      self.num_classes,
+      dtype=jnp.float32,
+      activation=self.hash_layer,
+      name='head',
+    )(features)
     return jax.tree.map(lambda a: a.astype(jnp.float32), out)
