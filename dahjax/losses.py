@@ -551,7 +551,7 @@ def get_loss(name: str) -> Callable[..., tuple[jax.Array, dict[str, jax.Array]]]
     >>> print(losses.get_loss('dpfah').__name__)
     dpfah_loss
   """
-  return registry.lookup(_LOSSES, name, 'loss')
+  return registry.lookup(_LOSSES, name, 'loss', 'losses')
 
 
 def loss_kwargs(name: str, loss_config: Any) -> dict[str, Any]:

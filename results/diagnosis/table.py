@@ -1,6 +1,6 @@
 """Prints the diagnosis table of docs/results.md from results/diagnosis/<variant>/curve.jsonl.
 
-  python results/diagnosis/table.py
+python results/diagnosis/table.py
 """
 
 import json
@@ -8,16 +8,18 @@ import os
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 VARIANTS = {
-    'dah': ('(a) DAH as specified', 'ce + W1 + W2, shrink sigmoid'),
-    'ce_only': ('(b) cross-entropy only', 'ce, shrink sigmoid'),
-    'linear_ce': ('(c) unconstrained layer', 'ce, linear layer'),
-    'hash_only': ('(d) no cross-entropy', 'W1 + W2, shrink sigmoid'),
+  'dah': ('(a) DAH as specified', 'ce + W1 + W2, shrink sigmoid'),
+  'ce_only': ('(b) cross-entropy only', 'ce, shrink sigmoid'),
+  'linear_ce': ('(c) unconstrained layer', 'ce, linear layer'),
+  'hash_only': ('(d) no cross-entropy', 'W1 + W2, shrink sigmoid'),
 }
 
 
 def main():
-  print('| variant | loss | mAP@ALL / test accuracy, epoch 1 | epoch 2 | epoch 3 | '
-        'training ce, epoch 3 | bit balance, epoch 3 |')
+  print(
+    '| variant | loss | mAP@ALL / test accuracy, epoch 1 | epoch 2 | epoch 3 | '
+    'training ce, epoch 3 | bit balance, epoch 3 |'
+  )
   print('|---|---|---|---|---|---|---|')
   for name, (label, loss) in VARIANTS.items():
     path = os.path.join(HERE, name, 'curve.jsonl')
