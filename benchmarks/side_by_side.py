@@ -27,6 +27,7 @@ from absl import flags
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from benchmarks import report  # pylint: disable=wrong-import-position
+from benchmarks import steps  # pylint: disable=wrong-import-position
 
 _BATCH = flags.DEFINE_integer('batch_size', 20, 'Train batch size.')
 _BITS = flags.DEFINE_integer('bits', 12, 'Code length.')
@@ -48,33 +49,15 @@ def worker() -> dict:
 
   conv.configure_cpu_backend()
   import jax  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
 
   from configs import default  # pylint: disable=g-import-not-at-top
-  from dahjax import parallel  # pylint: disable=g-import-not-at-top
-  from dahjax import state as state_lib  # pylint: disable=g-import-not-at-top
-  from dahjax import train  # pylint: disable=g-import-not-at-top
 
   config = default.get_config()
   config.unlock()
   config.model.bits = _BITS.value
   config.batch_size = _BATCH.value
-  mesh = parallel.create_mesh()
-  model = state_lib.create_model(config)
-  state = jax.device_put(
-    state_lib.create_train_state(jax.random.key(0), config, model),
-    parallel.replicated(mesh),
-  )
-  rng = np.random.default_rng(0)
   b = _BATCH.value
-  batch = parallel.global_batch(
-    {
-      'image': rng.random((b, 32, 32, 3), dtype=np.float32),
-      'label': np.eye(10, dtype=np.float32)[np.arange(b) % 10],
-    },
-    mesh,
-  )
-  step = train.make_train_step(config)
+  step, state, batch = steps.train_step_setup(config, b)
   for _ in range(3):  # Compile and warm up.
     state, metrics = step(state, batch)
   jax.block_until_ready(metrics)

@@ -34,6 +34,7 @@ from absl import flags
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from benchmarks import report  # pylint: disable=wrong-import-position
+from benchmarks import steps  # pylint: disable=wrong-import-position
 
 _DPFAH_LOSS = dict(alpha=0.5, delta=1.1, eta=10.0, zeta=0.1)
 # name -> (config overrides, image size, train batch sizes, torch stem or None)
@@ -129,28 +130,8 @@ def build_config(setting: str, variant: str):
 
 def build_step(task: dict, batch_size: int, config=None):
   """(jitted train step, replicated state, sharded batch of random images)."""
-  import jax  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
-
-  from dahjax import parallel  # pylint: disable=g-import-not-at-top
-  from dahjax import state as state_lib  # pylint: disable=g-import-not-at-top
-  from dahjax import train  # pylint: disable=g-import-not-at-top
-
   config = config or build_config(task['setting'], task['variant'])
-  size = config.data.image_size
-  mesh = parallel.create_mesh()
-  model = state_lib.create_model(config)
-  state = state_lib.create_train_state(jax.random.key(0), config, model)
-  state = jax.device_put(state, parallel.replicated(mesh))
-  rng = np.random.default_rng(0)
-  labels = np.eye(config.model.num_classes, dtype=np.float32)[
-    np.arange(batch_size) % config.model.num_classes
-  ]
-  batch = parallel.global_batch(
-    {'image': rng.random((batch_size, size, size, 3), dtype=np.float32), 'label': labels},
-    mesh,
-  )
-  return train.make_train_step(config), state, batch
+  return steps.train_step_setup(config, batch_size)
 
 
 def jax_worker(task: dict) -> dict:
