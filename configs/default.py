@@ -52,6 +52,10 @@ def get_config() -> ml_collections.ConfigDict:
       delta=1.1,
       eta=10.0,
       zeta=0.1,
+      # dpfah: raise the weight of L1 + eta L2 linearly from 0 to 1 over this many
+      # steps, so the classification term trains the backbone first (0: the paper's
+      # constant weight; not in DPFAH).
+      hash_warmup_steps=0,
     )
   )
 
@@ -63,9 +67,10 @@ def get_config() -> ml_collections.ConfigDict:
       b1=0.9,
       b2=0.999,  # adam
       decay=0.99,
-      eps=1e-8,
+      eps=1e-8,  # rmsprop: PyTorch's alpha (decay) and eps.
+      grad_clip_norm=0.0,  # > 0: clip the gradients' global norm first (not a paper's).
     )
-  )  # rmsprop (PyTorch's alpha and eps)
+  )
 
   config.data = ml_collections.ConfigDict(
     dict(

@@ -484,8 +484,13 @@ def dpfah_loss(
   delta: float = 1.1,
   eta: float = 10.0,
   zeta: float = 0.1,
+  hash_weight: float | jax.Array = 1.0,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
   """Computes DPFAH's total loss L = L1 + eta L2 + zeta L3.
+
+  With `hash_weight` w != 1 it is w (L1 + eta L2) + zeta L3: the train loop's warm-up
+  of the hash terms (`config.loss.hash_warmup_steps`, not in the paper) lets the
+  classification term train the backbone first. w = 1 is the paper's loss.
 
   L1 runs on the clipped codes f(u) = clip(u, -1, 1), L2 on the raw u. The defaults
   are the paper's delta = 1.1, eta = 10 and zeta = 0.1; alpha = 1/2 is DPSH's scale,
@@ -500,6 +505,7 @@ def dpfah_loss(
     delta: margin of L2.
     eta: weight of L2.
     zeta: weight of L3.
+    hash_weight: weight of L1 + eta L2 (a scalar, may be traced).
 
   Returns:
     `(loss, aux)`: the scalar float32 loss and `aux` = {'l1', 'l2', 'l3'} (scalars).
@@ -524,7 +530,7 @@ def dpfah_loss(
   )
   l2 = dpfah_quantization_loss(u=u, delta=delta)
   l3 = sigmoid_cross_entropy(logits=outputs['logits'].astype(jnp.float32), labels=labels)
-  return l1 + eta * l2 + zeta * l3, {'l1': l1, 'l2': l2, 'l3': l3}
+  return hash_weight * (l1 + eta * l2) + zeta * l3, {'l1': l1, 'l2': l2, 'l3': l3}
 
 
 _LOSSES: dict[str, Callable[..., tuple[jax.Array, dict[str, jax.Array]]]] = {
@@ -566,6 +572,20 @@ def loss_kwargs(name: str, loss_config: Any) -> dict[str, Any]:
   params = inspect.signature(get_loss(name)).parameters
   values = dict(loss_config)
   return {k: values[k] for k in params if k not in ('outputs', 'labels') and k in values}
+
+
+def check_hash_warmup(name: str, warmup_steps: int) -> None:
+  """Raises ValueError for a warm-up of the hash terms that loss `name` cannot take."""
+  if warmup_steps < 0:
+    raise ValueError(f'loss.hash_warmup_steps={warmup_steps}: use 0 (off) or more steps.')
+  if warmup_steps and 'hash_weight' not in inspect.signature(get_loss(name)).parameters:
+    takes = sorted(
+      n for n, f in _LOSSES.items() if 'hash_weight' in inspect.signature(f).parameters
+    )
+    raise ValueError(
+      f'loss.hash_warmup_steps={warmup_steps}: loss {name!r} has no weight to warm up; '
+      f'the option is for {", ".join(takes)} (set it to 0).'
+    )
 
 
 def check_batch_size(batch_size: int) -> None:

@@ -61,8 +61,18 @@ OPTIMIZERS: dict[
 
 
 def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  """The optimiser `config.optimizer.name` with `config.optimizer`'s settings."""
-  return registry.lookup(OPTIMIZERS, config.optimizer.name, 'optimizer')(config.optimizer)
+  """The optimiser `config.optimizer.name` with `config.optimizer`'s settings, after
+  clipping the gradients' global norm to `config.optimizer.grad_clip_norm` when it is
+  > 0 (not in either paper)."""
+  opt = registry.lookup(OPTIMIZERS, config.optimizer.name, 'optimizer')(config.optimizer)
+  if config.optimizer.grad_clip_norm < 0:
+    raise ValueError(
+      f'optimizer.grad_clip_norm={config.optimizer.grad_clip_norm}: use 0 (no clipping) '
+      'or a positive global norm.'
+    )
+  if config.optimizer.grad_clip_norm > 0:
+    return optax.chain(optax.clip_by_global_norm(config.optimizer.grad_clip_norm), opt)
+  return opt
 
 
 def create_model(config: ml_collections.ConfigDict):

@@ -6,6 +6,7 @@ the state replicated, compiled once, donating the incoming state. A run restarte
 the same workdir resumes exactly from its latest checkpoint.
 """
 
+from collections.abc import Callable
 import functools
 import signal
 import threading
@@ -15,6 +16,7 @@ from absl import logging
 import jax
 import ml_collections
 import numpy as np
+import optax
 
 from dahjax import checkpoints
 from dahjax import evaluate
@@ -59,13 +61,29 @@ def train_step(
   *,
   loss_fn,
   loss_kwargs: dict[str, Any],
+  schedules: dict[str, Callable[[jax.Array], jax.Array]] | None = None,
 ) -> tuple[state_lib.TrainState, dict[str, jax.Array]]:
-  """One optimisation step on a global batch {'image', 'label'}; returns metrics."""
+  """One optimisation step on a global batch {'image', 'label'}; returns metrics.
+
+  `schedules` maps loss hyper-parameters to functions of the step (optax schedules):
+  their values at this step join `loss_kwargs` and the metrics.
+  """
+  scheduled = {k: f(state.step) for k, f in (schedules or {}).items()}
   (loss, (aux, batch_stats)), grads = loss_and_grads(
-    state, batch, loss_fn=loss_fn, loss_kwargs=loss_kwargs
+    state, batch, loss_fn=loss_fn, loss_kwargs={**loss_kwargs, **scheduled}
   )
   state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
-  return state, {'loss': loss, **aux}
+  return state, {'loss': loss, **aux, **scheduled}
+
+
+def loss_schedules(config: ml_collections.ConfigDict) -> dict[str, Callable]:
+  """Step-dependent loss hyper-parameters: `loss.hash_warmup_steps` > 0 raises the
+  hash terms' weight linearly from 1/N at the first step to 1 at step N (not in either
+  paper; see `losses.dpfah_loss`)."""
+  steps = config.loss.hash_warmup_steps
+  if not steps:
+    return {}
+  return {'hash_weight': optax.linear_schedule(1.0 / steps, 1.0, steps - 1)}
 
 
 def make_train_step(config: ml_collections.ConfigDict):
@@ -76,6 +94,7 @@ def make_train_step(config: ml_collections.ConfigDict):
     train_step,
     loss_fn=losses.get_loss(config.loss_name),
     loss_kwargs=losses.loss_kwargs(config.loss_name, config.loss),
+    schedules=loss_schedules(config),
   )
   return jax.jit(step, donate_argnums=0)
 

@@ -27,6 +27,7 @@ def validate(config: ml_collections.ConfigDict, workdir: str) -> None:
   if config.model.pretrained:
     pretrained.check(config.model_name, config.model.pretrained)
   losses.get_loss(config.loss_name)
+  losses.check_hash_warmup(config.loss_name, config.loss.hash_warmup_steps)
   state.create_optimizer(config)
   losses.check_batch_size(config.batch_size)
   parallel.check_batch_size(config.batch_size)

@@ -130,8 +130,11 @@ def test_dah_loss_in_row_blocks_equals_one_block(monkeypatch):
   np.testing.assert_allclose(blocked[0], loop_dah_hash_loss(codes, labels), rtol=1e-5)
 
 
-def loop_dpfah_loss(u, logits, labels, alpha=0.5, delta=1.1, eta=10.0, zeta=0.1):
-  """DPFAH eqs. 12-15 written pair by pair and item by item, in float64 NumPy."""
+def loop_dpfah_loss(
+  u, logits, labels, alpha=0.5, delta=1.1, eta=10.0, zeta=0.1, hash_weight=1.0
+):
+  """DPFAH eqs. 12-15 written pair by pair and item by item, in float64 NumPy
+  (`hash_weight` scales L1 + eta L2)."""
   u, logits, labels = (np.asarray(a, np.float64) for a in (u, logits, labels))
   b = len(u)
   f = np.clip(u, -1, 1)
@@ -146,11 +149,13 @@ def loop_dpfah_loss(u, logits, labels, alpha=0.5, delta=1.1, eta=10.0, zeta=0.1)
   )
   p = 1 / (1 + np.exp(-logits))
   l3 = np.mean(np.sum(-(labels * np.log(p) + (1 - labels) * np.log(1 - p)), axis=1))
-  return l1 + eta * l2 + zeta * l3, (l1, l2, l3)
+  return hash_weight * (l1 + eta * l2) + zeta * l3, (l1, l2, l3)
 
 
 @pytest.mark.parametrize('multi_label', [False, True])
-@pytest.mark.parametrize('kwargs', [{}, dict(alpha=1.0, delta=0.9, eta=2.0, zeta=1.0)])
+@pytest.mark.parametrize(
+  'kwargs', [{}, dict(alpha=1.0, delta=0.9, eta=2.0, zeta=1.0), dict(hash_weight=0.3)]
+)
 def test_dpfah_loss_matches_loop(multi_label, kwargs):
   rng = np.random.default_rng(4)
   u = jnp.asarray(rng.normal(size=(7, 10)) * 1.2, jnp.float32)  # Some |u| > delta.
@@ -177,7 +182,9 @@ def test_dpfah_loss_matches_loop(multi_label, kwargs):
     np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-6)
 
 
-def loop_dpfah_loss_jax(u, logits, labels, alpha=0.5, delta=1.1, eta=10.0, zeta=0.1):
+def loop_dpfah_loss_jax(
+  u, logits, labels, alpha=0.5, delta=1.1, eta=10.0, zeta=0.1, hash_weight=1.0
+):
   """The same loop in jax.numpy, differentiable, for the gradient reference."""
   b = u.shape[0]
   f = jnp.clip(u, -1, 1)
@@ -194,7 +201,7 @@ def loop_dpfah_loss_jax(u, logits, labels, alpha=0.5, delta=1.1, eta=10.0, zeta=
       axis=1,
     )
   )
-  return l1 + eta * l2 + zeta * l3
+  return hash_weight * (l1 + eta * l2) + zeta * l3
 
 
 @pytest.mark.parametrize('theta', [100.0, 400.0, -400.0])

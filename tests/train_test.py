@@ -76,8 +76,9 @@ def test_eval_without_checkpoint_says_how_to_train(tiny_config, tmp_path):
     evaluate.evaluate(tiny_config, str(tmp_path))
 
 
-def train_on_a_fixed_batch(config, steps):
-  """(losses, final state) of `steps` train steps on one fixed batch of 6 random images."""
+def train_on_a_fixed_batch(config, steps, metrics_out=None):
+  """(losses, final state) of `steps` train steps on one fixed batch of 6 random images;
+  each step's metrics are appended to `metrics_out` when given."""
   rng = np.random.default_rng(0)
   batch = {
     'image': rng.random((6, 32, 32, 3), dtype=np.float32),
@@ -92,6 +93,8 @@ def train_on_a_fixed_batch(config, steps):
   for _ in range(steps):
     state, metrics = step(state, parallel.global_batch(batch, mesh))
     losses.append(float(metrics['loss']))
+    if metrics_out is not None:
+      metrics_out.append({k: float(v) for k, v in metrics.items()})
   return losses, state
 
 
@@ -99,6 +102,47 @@ def test_train_step_reduces_loss_on_a_fixed_batch(tiny_config):
   losses, state = train_on_a_fixed_batch(tiny_config, 8)
   assert losses[-1] < losses[0]
   assert int(state.step) == 8
+
+
+def test_hash_warmup_ramps_the_weight_of_the_hash_terms(tiny_config):
+  """loss.hash_warmup_steps=4: the hash terms' weight is 1/4, 2/4, 3/4, 1, 1 at steps
+  1..5, and each step's loss is w (L1 + eta L2) + zeta L3 of its logged terms."""
+  tiny_config.loss_name = 'dpfah'
+  tiny_config.loss.hash_warmup_steps = 4
+  logged = []
+  train_on_a_fixed_batch(tiny_config, 5, logged)
+  np.testing.assert_allclose([m['hash_weight'] for m in logged], [0.25, 0.5, 0.75, 1, 1])
+  for m in logged:
+    want = m['hash_weight'] * (m['l1'] + 10.0 * m['l2']) + 0.1 * m['l3']
+    np.testing.assert_allclose(m['loss'], want, rtol=1e-5)
+
+
+def test_grad_clip_norm_clips_before_the_optimizer():
+  """Adam after clipping at norm 1 equals plain Adam fed the clipped gradients (the first
+  of norm 10 scaled to 1, the second of norm 0.5 unchanged); unclipped Adam differs."""
+  import ml_collections
+  import optax
+
+  def optimizer(clip):
+    opt = dict(name='adam', learning_rate=0.1, weight_decay=0.0, b1=0.9, b2=0.999)
+    return state_lib.create_optimizer(
+      ml_collections.ConfigDict({'optimizer': dict(opt, grad_clip_norm=clip)})
+    )
+
+  g1 = jax.numpy.array([6.0, 8.0])  # Norm 10.
+  g2 = jax.numpy.array([0.3, -0.4])  # Norm 0.5.
+
+  def run(tx, grads):
+    params = jax.numpy.zeros(2)
+    opt_state = tx.init(params)
+    for g in grads:
+      updates, opt_state = tx.update(g, opt_state, params)
+      params = optax.apply_updates(params, updates)
+    return np.asarray(params)
+
+  clipped = run(optimizer(1.0), [g1, g2])
+  np.testing.assert_allclose(clipped, run(optimizer(0.0), [g1 / 10, g2]), rtol=1e-6)
+  assert not np.allclose(clipped, run(optimizer(0.0), [g1, g2]), rtol=1e-3)
 
 
 @pytest.mark.parametrize(
@@ -119,6 +163,9 @@ def test_train_step_reduces_loss_on_a_fixed_batch(tiny_config):
     ('model.conv_impl', 'fft', ValueError, 'auto, xla, slices'),
     ('model.attention', 'se', ValueError, 'cbam, none'),
     ('batch_size', 7, ValueError, 'divisible by the 3 classes'),
+    ('loss.hash_warmup_steps', 5, ValueError, "loss 'dah' has no weight to warm up"),
+    ('loss.hash_warmup_steps', -1, ValueError, 'use 0 .off. or more steps'),
+    ('optimizer.grad_clip_norm', -1.0, ValueError, 'grad_clip_norm=-1.0'),
     ('data.data_dir', '/no/such/dir', FileNotFoundError, '/no/such/dir.*<root>/<split>'),
   ],
 )
