@@ -109,6 +109,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval_every_steps = 0
   config.checkpoint_every_steps = 1000
   config.max_checkpoints_to_keep = 3
+  # Several processes: every this many steps they agree whether any received SIGTERM
+  # (one small collective), then all checkpoint at that step and stop.
+  config.preemption_check_every_steps = 10
 
   config.eval = ml_collections.ConfigDict(
     dict(

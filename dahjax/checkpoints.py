@@ -8,7 +8,9 @@ restart always resumes from the last readable state.
 
 Each workdir records the settings that define its run (`run_config.json`: model, code
 length, loss, protocol, data source); a later start with other such settings is refused
-instead of silently mixing two runs' checkpoints and metrics.
+instead of silently mixing two runs' checkpoints and metrics. `config.json` beside it
+holds the whole resolved config of the latest start, so a run describes itself once its
+command line is gone.
 """
 
 import json
@@ -25,6 +27,7 @@ from dahjax import models
 
 CHECKPOINT_DIR = 'checkpoints'
 RUN_CONFIG_FILE = 'run_config.json'
+CONFIG_FILE = 'config.json'
 
 # Config fields that define a run; others (epochs, logging, evaluation, conv_impl,
 # dtype, data paths) may change between the starts of one run.
@@ -181,8 +184,14 @@ def run_settings(config: ml_collections.ConfigDict) -> dict[str, Any]:
   return out
 
 
+def write_full_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Writes every field of `config`, references resolved, to `workdir`/config.json."""
+  atomic.write_json(os.path.join(workdir, CONFIG_FILE), config.to_dict(), indent=2)
+
+
 def check_run_config(config: ml_collections.ConfigDict, workdir: str) -> None:
   """Records the run's settings in a new workdir; refuses a workdir of another run.
+  Every start also writes the whole config to `config.json` (`write_full_config`).
 
   Raises:
     ValueError: naming every differing field, when `workdir` holds a run with other
@@ -202,6 +211,7 @@ def check_run_config(config: ml_collections.ConfigDict, workdir: str) -> None:
         f'{workdir} holds a run with other settings ({lines}). Use another --workdir '
         'for this config, or the settings of that run to resume or evaluate it.'
       )
-    return
-  if jax.process_index() == 0:
+  elif jax.process_index() == 0:
     atomic.write_json(path, settings, indent=2)
+  if jax.process_index() == 0:
+    write_full_config(config, workdir)

@@ -13,6 +13,8 @@ pod slices, Slurm and Open MPI, or given explicitly for a local run
 (`global_batch`).
 """
 
+import glob
+import importlib.util
 import os
 
 from absl import logging
@@ -22,16 +24,43 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 import numpy as np
 
+_GOOGLE_PCI_VENDOR = '0x1ae0'  # TPU chips on a Cloud TPU VM are PCI devices of Google's.
+
+
+def _on_cloud_tpu_vm() -> bool:
+  """Whether TPU chips are attached to this machine and libtpu is installed: a Cloud TPU
+  VM (one host or one worker of a pod slice), as JAX's own start-up tells it."""
+  if importlib.util.find_spec('libtpu') is None:
+    return False
+  for vendor in glob.glob('/sys/bus/pci/devices/*/vendor'):
+    try:
+      with open(vendor) as f:
+        if f.read().strip() == _GOOGLE_PCI_VENDOR:
+          return True
+    except OSError:
+      continue
+  return False
+
 
 def _cluster_detected() -> str | None:
-  """The multi-process environment this process runs in, if any."""
+  """The cluster environment this process runs in, if JAX can set up its processes.
+
+  Slurm and Open MPI jobs of several tasks, GKE TPU pods (TPU_WORKER_HOSTNAMES) and every
+  Cloud TPU VM: on a TPU VM JAX reads the slice's workers from the VM's metadata, so it
+  is always initialised (a one-host slice becomes one process) and SIGTERM is handled
+  alike on every slice.
+  """
   env = os.environ
-  if int(env.get('SLURM_NTASKS', '1')) > 1 and 'SLURM_JOB_ID' in env:
+  if (
+    int(env.get('SLURM_NTASKS', env.get('SLURM_NPROCS', '1'))) > 1 and 'SLURM_JOB_ID' in env
+  ):
     return 'Slurm'
   if int(env.get('OMPI_COMM_WORLD_SIZE', '1')) > 1:
     return 'Open MPI'
   if len([h for h in env.get('TPU_WORKER_HOSTNAMES', '').split(',') if h]) > 1:
-    return 'a Cloud TPU pod slice'
+    return 'a GKE TPU slice'
+  if _on_cloud_tpu_vm():
+    return 'a Cloud TPU VM'
   return None
 
 
@@ -43,8 +72,9 @@ def initialize(
   """Joins JAX's distributed runtime; must run before any JAX computation.
 
   With `coordinator_address` (host:port of process 0), `num_processes` and `process_id`
-  the processes are given explicitly; without them a Cloud TPU pod slice, Slurm or Open
-  MPI job is detected from its environment and a single process stays on its own.
+  the processes are given explicitly; without them a Cloud TPU VM or pod slice, a Slurm
+  or an Open MPI job is detected and `jax.distributed.initialize()` finds its processes
+  itself (JAX's cluster detection); a single process elsewhere stays on its own.
   """
   explicit = (coordinator_address, num_processes, process_id)
   if any(v is not None for v in explicit):

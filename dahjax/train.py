@@ -14,6 +14,7 @@ from typing import Any
 
 from absl import logging
 import jax
+from jax.experimental import multihost_utils
 import ml_collections
 import numpy as np
 import optax
@@ -152,27 +153,36 @@ class Preempted(Exception):
 class PreemptionWatch:
   """Notices SIGTERM, what Cloud TPU preemption and Slurm send before stopping a job.
 
-  One process installs a handler that only sets a flag; the loop checkpoints at the next
-  step and stops. With several processes JAX's distributed runtime receives the signal
-  and Orbax's `reached_preemption` makes every process stop at the same step.
+  Every process installs a handler that only sets a flag. A single process stops at the
+  next step. Several processes must stop at the same step, since a checkpoint is
+  written by all of them together: every `check_every` steps they gather their flags
+  (one small collective) and all stop when any was signalled, so a SIGTERM to any one
+  process stops the run. Orbax's `reached_preemption` (JAX's own preemption notice,
+  where the runtime receives one) stops them at an agreed step too.
   """
 
-  def __init__(self, manager):
+  def __init__(self, manager, check_every: int):
     self._manager = manager
+    self._check_every = max(1, check_every)
     self._signalled = False
     self._previous = None
-    if jax.process_count() == 1 and threading.current_thread() is threading.main_thread():
+    if threading.current_thread() is threading.main_thread():
       self._previous = signal.signal(signal.SIGTERM, self._handle)
 
   def _handle(self, signum, frame):
     del signum, frame
-    logging.warning('SIGTERM received: saving a checkpoint after this step.')
+    logging.warning('SIGTERM received: saving a checkpoint at an agreed step.')
     self._signalled = True
 
   def reached(self, step: int) -> bool:
-    if jax.process_count() > 1:
-      return self._manager.reached_preemption(step)
-    return self._signalled
+    if jax.process_count() == 1:
+      return self._signalled
+    if self._manager.reached_preemption(step):
+      return True
+    if step % self._check_every:
+      return False
+    flags = multihost_utils.process_allgather(np.int32(self._signalled))
+    return bool(np.any(flags))
 
   def close(self) -> None:
     if self._previous is not None:
@@ -222,9 +232,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   mesh = parallel.create_mesh()
 
   state = state_lib.create_train_state(jax.random.key(config.seed), config, model)
+  # Replicated before restoring, so a checkpoint is read straight into the mesh's
+  # sharding (moving arrays between processes afterwards needs cross-host transfers,
+  # which a multi-process CPU backend does not have).
+  state = jax.device_put(state, parallel.replicated(mesh))
   manager = checkpoints.create_manager(workdir, config)
   state = checkpoints.restore_latest(manager, state, workdir)
-  state = jax.device_put(state, parallel.replicated(mesh))
   start_step = int(state.step)
   step_fn = make_train_step(config)
   logging.info(
@@ -269,7 +282,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       steps_per_epoch=sampler.steps_per_epoch,
     )
   interval = IntervalMeans()  # Training terms since the last learning-curve point.
-  preemption = PreemptionWatch(manager)
+  preemption = PreemptionWatch(manager, config.preemption_check_every_steps)
   history = []  # Metrics of the steps since the last check, on the device.
   try:
     for step in range(start_step + 1, total_steps + 1):

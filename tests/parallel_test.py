@@ -5,10 +5,13 @@ XLA_FLAGS=--xla_force_host_platform_device_count=8 (XLA reads its flags once); t
 multi-process check starts 2 local processes through launch/local_multiprocess.sh.
 """
 
+import glob
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import jax
 import numpy as np
@@ -210,3 +213,71 @@ def test_two_processes_equal_one(tiny_folder, tiny_config, tmp_path):
   m2 = json.load(open(os.path.join(two, 'eval', 'metrics.json')))
   assert m1['num_database'] == m2['num_database'] == 24
   assert m1['map'] == pytest.approx(m2['map'], abs=1e-9)
+
+
+def two_processes(workdir, tiny_folder, steps, extra=()):
+  """`launch/local_multiprocess.sh 2` on the tiny data, started in the background."""
+  return subprocess.Popen(
+    ['bash', 'launch/local_multiprocess.sh', '2', 'configs/default.py', workdir]
+    + tiny_flags(tiny_folder, steps)
+    + ['--config.checkpoint_every_steps=100', *extra],
+    cwd=ROOT,
+    env={
+      k: v for k, v in dict(os.environ, JAX_PLATFORMS='cpu').items() if k != 'XLA_FLAGS'
+    },
+    stdout=subprocess.PIPE,
+    stderr=subprocess.STDOUT,
+    text=True,
+  )
+
+
+def process_logs(workdir):
+  logs = os.path.join(workdir, 'logs')
+  if not os.path.isdir(logs):
+    return ''
+  return ''.join(open(os.path.join(logs, f)).read() for f in sorted(os.listdir(logs)))
+
+
+def processes():
+  """(pid, argv) of every Python process of dahjax.main on this machine."""
+  for path in glob.glob('/proc/[0-9]*/cmdline'):
+    try:
+      argv = open(path, 'rb').read().decode(errors='replace').split('\0')
+    except OSError:
+      continue
+    if 'dahjax.main' in argv:
+      yield int(path.split('/')[2]), argv
+
+
+def test_sigterm_to_one_process_stops_all_and_resumes_exactly(
+  tiny_folder, tiny_config, tmp_path
+):
+  """SIGTERM to process 1 alone of a 2-process run: both processes save one checkpoint
+  at the same step (a multiple of preemption_check_every_steps) and exit with 143, and
+  the launcher with them; the same command then resumes, and the parameters at the end
+  equal an uninterrupted 2-process run's bit for bit."""
+  steps = 12
+  check = ['--config.preemption_check_every_steps=2']
+  whole, cut = str(tmp_path / 'whole'), str(tmp_path / 'cut')
+  proc = two_processes(whole, tiny_folder, steps, check)
+  assert proc.wait(timeout=900) == 0, process_logs(whole)[-4000:]
+
+  proc = two_processes(cut, tiny_folder, steps, check)
+  deadline = time.time() + 900
+  while f'step 3/{steps}' not in process_logs(cut):
+    assert proc.poll() is None and time.time() < deadline, process_logs(cut)[-4000:]
+    time.sleep(0.2)
+  [second] = [pid for pid, argv in processes() if cut in argv and '--process_id=1' in argv]
+  os.kill(second, signal.SIGTERM)
+  assert proc.wait(timeout=600) == 143, process_logs(cut)[-4000:]
+  logs = process_logs(cut)
+  assert logs.count('Stopped by SIGTERM at step') == 2, logs[-4000:]
+  saved = [int(s) for s in os.listdir(os.path.join(cut, 'checkpoints')) if s.isdigit()]
+  assert len(saved) == 1 and saved[0] % 2 == 0 and 3 <= saved[0] < steps, saved
+  assert logs.count(f'Stopped by SIGTERM at step {saved[0]},') == 2
+
+  proc = two_processes(cut, tiny_folder, steps, check)
+  assert proc.wait(timeout=900) == 0, process_logs(cut)[-4000:]
+  a, b = read_params(whole, steps, tiny_config), read_params(cut, steps, tiny_config)
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_array_equal(x, y)

@@ -175,6 +175,8 @@ def test_workdir_of_another_run_is_refused(tiny_config, tmp_path):
   workdir = str(tmp_path)
   checkpoints.check_run_config(tiny_config, workdir)
   checkpoints.check_run_config(tiny_config, workdir)  # Same settings: accepted.
+  full = open(os.path.join(workdir, 'config.json')).read()
+  assert json.loads(full)['model']['bits'] == 8
   tiny_config.model.bits = 16
   tiny_config.data.protocol = 'dpfah_cifar10'
   with pytest.raises(
@@ -183,4 +185,5 @@ def test_workdir_of_another_run_is_refused(tiny_config, tmp_path):
     r'data.protocol',
   ):
     checkpoints.check_run_config(tiny_config, workdir)
+  assert open(os.path.join(workdir, 'config.json')).read() == full  # Left as it was.
   shutil.rmtree(workdir)

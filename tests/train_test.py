@@ -62,6 +62,10 @@ def test_train_resume_and_evaluate(tiny_config, tmp_path):
     if 'train_loss' in r
   ]
   assert steps == [1, 2, 3, 4, 5]
+  # config.json holds the whole config of the latest start.
+  full = json.load(open(os.path.join(workdir, 'config.json')))
+  assert full == json.loads(json.dumps(tiny_config.to_dict()))
+  assert full['num_train_steps'] == 5 and full['optimizer']['learning_rate'] == 1e-3
 
   # Evaluating the checkpoint alone reproduces the metrics of the end of training.
   again = evaluate.evaluate(tiny_config, workdir)
