@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Choosing the settings of the from-scratch DPFAH variant (configs/dpfah_cifar10_32px.py,
+# 48 bits) without the queries: 10 epochs each on dpfah_cifar10_val (400 training images
+# per class of dpfah_cifar10's training set, which are also the database; its other 100
+# per class are the queries), evaluated every 2 epochs.
+#
+#   bash results/dpfah_search/run.sh <workdir root> [variant ...]
+#
+# CIFAR10_DIR (default ../shared/data/cifar10_jpeg) is the image folder.
+#
+#   base       the variant as configured (RMSProp 1e-4, zeta 0.1)
+#   adam       Adam 1e-3
+#   zeta1      classification weight zeta = 1
+#   warmup     the hash terms' weight ramps up over the first 5 epochs (155 steps)
+#   clip       gradients clipped to global norm 1
+#
+# Each run's eval/metrics.json, eval/codes.npz, eval/curve.jsonl and
+# eval/learning_curve.png are copied to results/dpfah_search/<variant>/.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+root=${1:?usage: run.sh <workdir root> [variant ...]}
+shift
+variants=("$@")
+[ ${#variants[@]} -gt 0 ] || variants=(base adam zeta1 warmup clip)
+common=(--config configs/dpfah_cifar10_32px.py --config.model.bits=48
+        --config.data.data_dir="${CIFAR10_DIR:-../shared/data/cifar10_jpeg}"
+        --config.data.protocol=dpfah_cifar10_val --config.num_epochs=10
+        --config.eval_every_steps=62 --config.checkpoint_every_steps=31
+        --config.max_checkpoints_to_keep=20 --config.eval.curve_queries=1000)
+for v in "${variants[@]}"; do
+  case $v in
+    base) extra=() ;;
+    adam) extra=(--config.optimizer.name=adam --config.optimizer.learning_rate=1e-3) ;;
+    zeta1) extra=(--config.loss.zeta=1.0) ;;
+    warmup) extra=(--config.loss.hash_warmup_steps=155) ;;
+    clip) extra=(--config.optimizer.grad_clip_norm=1.0) ;;
+    *) echo "unknown variant $v" >&2; exit 2 ;;
+  esac
+  python -m dahjax.main "${common[@]}" "${extra[@]}" --workdir "$root/$v"
+  mkdir -p "results/dpfah_search/$v"
+  cp "$root/$v"/eval/{metrics.json,codes.npz,curve.jsonl,learning_curve.png} \
+    "results/dpfah_search/$v/"
+done
