@@ -14,6 +14,7 @@ command line is gone.
 """
 
 import json
+import math
 import os
 from typing import Any
 
@@ -186,7 +187,15 @@ def run_settings(config: ml_collections.ConfigDict) -> dict[str, Any]:
 
 def write_full_config(config: ml_collections.ConfigDict, workdir: str) -> None:
   """Writes every field of `config`, references resolved, to `workdir`/config.json."""
-  atomic.write_json(os.path.join(workdir, CONFIG_FILE), config.to_dict(), indent=2)
+
+  def strict(x):  # JSON has no NaN or infinity: such a setting is written as a string.
+    if isinstance(x, dict):
+      return {k: strict(v) for k, v in x.items()}
+    if isinstance(x, float) and not math.isfinite(x):
+      return str(x)
+    return x
+
+  atomic.write_json(os.path.join(workdir, CONFIG_FILE), strict(config.to_dict()), indent=2)
 
 
 def check_run_config(config: ml_collections.ConfigDict, workdir: str) -> None:
