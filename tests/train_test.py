@@ -209,7 +209,12 @@ def test_rmsprop_follows_pytorch_rmsprop():
   cfg = ml_collections.ConfigDict(
     {
       'optimizer': dict(
-        name='rmsprop', learning_rate=1e-2, weight_decay=1e-2, decay=0.99, eps=1e-8
+        name='rmsprop',
+        learning_rate=1e-2,
+        weight_decay=1e-2,
+        decay=0.99,
+        eps=1e-8,
+        grad_clip_norm=0.0,
       )
     }
   )
