@@ -24,7 +24,6 @@ and date.
 
 import json
 import os
-import subprocess
 import sys
 import time
 
@@ -216,16 +215,6 @@ def torch_worker(task: dict) -> dict:
   return {'device': device, 'images_per_sec': b / seconds, 'version': torch.__version__}
 
 
-def run_worker(task: dict) -> dict | None:
-  cmd = [sys.executable, os.path.abspath(__file__), f'--worker={json.dumps(task)}']
-  proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-  lines = [l for l in proc.stdout.splitlines() if l.startswith('RESULT ')]
-  if proc.returncode or not lines:
-    print(f'{task} failed:\n{proc.stderr[-3000:]}', file=sys.stderr)
-    return None
-  return json.loads(lines[-1][len('RESULT ') :])
-
-
 def fmt(v, spec='.1f'):
   return '-' if v is None else format(v, spec)
 
@@ -274,17 +263,11 @@ def main(argv):
   for setting in _SETTINGS.value:
     if setting not in SETTINGS:
       raise app.UsageError(f'Unknown setting {setting!r}; valid: {", ".join(SETTINGS)}.')
-    results[setting] = run_worker(dict(common, setting=setting))
+    results[setting] = steps_lib.run_worker(__file__, dict(common, setting=setting))
     print(setting, json.dumps(results[setting]))
   torch_result = None
-  if (
-    _TORCH.value
-    and subprocess.run(
-      [sys.executable, '-c', 'import torch, torchvision'], capture_output=True
-    ).returncode
-    == 0
-  ):
-    torch_result = run_worker(dict(common, setting='torch'))
+  if _TORCH.value and steps_lib.torch_available():
+    torch_result = steps_lib.run_worker(__file__, dict(common, setting='torch'))
   body = table(results, torch_result)
   body += (
     f'\n\n{_STEPS.value} timed steps per batch size on synthetic images; the fed loop runs '

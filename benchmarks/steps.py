@@ -1,5 +1,30 @@
-"""The train step the benchmarks time, built once for all of them (no flags here, so
-every benchmark script can import it)."""
+"""What the benchmarks share: the train step they time and how a script runs one
+measurement in a fresh process (no flags here, so every benchmark script can import it)."""
+
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_worker(script: str, task: dict) -> dict | None:
+  """Runs `script --worker=<task as JSON>` in a fresh process (XLA reads its flags once
+  per process) and returns the JSON of its last 'RESULT ' line, or None on failure."""
+  cmd = [sys.executable, os.path.abspath(script), f'--worker={json.dumps(task)}']
+  proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+  lines = [l for l in proc.stdout.splitlines() if l.startswith('RESULT ')]
+  if proc.returncode or not lines:
+    print(f'{task} failed:\n{proc.stderr[-3000:]}', file=sys.stderr)
+    return None
+  return json.loads(lines[-1][len('RESULT ') :])
+
+
+def torch_available() -> bool:
+  """Whether torch and torchvision import here (the optional `bench` extra)."""
+  check = [sys.executable, '-c', 'import torch, torchvision']
+  return subprocess.run(check, capture_output=True).returncode == 0
 
 
 def train_step_setup(config, batch_size: int):

@@ -24,7 +24,6 @@ docs/benchmarks.md with the command, machine and date.
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 
@@ -224,25 +223,6 @@ def torch_worker(task: dict) -> dict:
   return result
 
 
-def run_worker(task: dict) -> dict | None:
-  cmd = [sys.executable, os.path.abspath(__file__), f'--worker={json.dumps(task)}']
-  proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-  lines = [l for l in proc.stdout.splitlines() if l.startswith('RESULT ')]
-  if proc.returncode or not lines:
-    print(f'{task} failed:\n{proc.stderr[-3000:]}', file=sys.stderr)
-    return None
-  return json.loads(lines[-1][len('RESULT ') :])
-
-
-def torch_available() -> bool:
-  return (
-    subprocess.run(
-      [sys.executable, '-c', 'import torch, torchvision'], capture_output=True
-    ).returncode
-    == 0
-  )
-
-
 def median_of(results: list[dict], *keys) -> float | None:
   values = []
   for r in results:
@@ -312,7 +292,7 @@ def main(argv):
   if unknown:
     raise app.UsageError(f'Unknown settings {sorted(unknown)}; valid: {list(SETTINGS)}.')
   variants = list(_VARIANTS.value)
-  if 'pytorch' in variants and not torch_available():
+  if 'pytorch' in variants and not steps.torch_available():
     print('torch/torchvision not installed: skipping the PyTorch comparison.')
     variants.remove('pytorch')
   results = {}
@@ -327,7 +307,7 @@ def main(argv):
           steps=_STEPS.value,
           encode_batch=_ENCODE_BATCH.value,
         )
-        out = run_worker(task)
+        out = steps.run_worker(__file__, task)
         print(f'round {r + 1} {setting} {variant}: {json.dumps(out)}', flush=True)
         if out is not None:
           results.setdefault((setting, variant), []).append(out)
