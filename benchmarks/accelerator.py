@@ -94,8 +94,9 @@ def seconds_per_step(step, state, batch, n):
   return (time.perf_counter() - start) / n, state
 
 
-def fed_loop_seconds(config, step, state, n) -> float:
-  """Seconds of `n` train steps fed by the real input pipeline, after one warm-up."""
+def fed_loop_seconds(config, step, state, n):
+  """(seconds of `n` train steps fed by the real input pipeline after one warm-up, the
+  final state: the step donates the state it is given)."""
   import jax  # pylint: disable=g-import-not-at-top
 
   from configs import quickstart  # pylint: disable=g-import-not-at-top
@@ -133,7 +134,7 @@ def fed_loop_seconds(config, step, state, n) -> float:
   for local in batches:
     state, metrics = step(state, parallel.global_batch(local, mesh))
   jax.block_until_ready(metrics)
-  return time.perf_counter() - start
+  return time.perf_counter() - start, state
 
 
 def jax_worker(task: dict) -> dict:
@@ -164,7 +165,7 @@ def jax_worker(task: dict) -> dict:
       break
     row = {'images_per_sec': batch_size / seconds}
     if batch_size == paper_batch:
-      fed = fed_loop_seconds(config, step, state, task['pipeline_steps'])
+      fed, state = fed_loop_seconds(config, step, state, task['pipeline_steps'])
       row['fed_images_per_sec'] = batch_size * task['pipeline_steps'] / fed
       row['idle_fraction'] = max(0.0, 1 - task['pipeline_steps'] * seconds / fed)
     result['train'][str(batch_size)] = row
