@@ -165,56 +165,6 @@ def read_params(workdir, step, config):
   return jax.tree.map(np.asarray, restored['state'].params)
 
 
-def test_two_processes_equal_one(tiny_folder, tiny_config, tmp_path):
-  """2 local processes (1 device each), each reading and feeding its half of every
-  global batch, end with the parameters of 1 process holding the same 2 devices over
-  the same global batches, and evaluate to the same mAP.
-
-  The 1-process run uses 2 simulated devices so that both runs reduce the global batch
-  in the same order: with 1 device the sums run in another order, and Adam's
-  sign-like first steps turn float32 rounding into parameter differences of up to
-  2 x lr per step, which would hide a real difference.
-  """
-  one, two = str(tmp_path / 'one'), str(tmp_path / 'two')
-  env = dict(os.environ, JAX_PLATFORMS='cpu')
-  base = [sys.executable, '-m', 'dahjax.main', '--config', 'configs/default.py']
-  proc = subprocess.run(
-    base + ['--workdir', one] + tiny_flags(tiny_folder, 4),
-    cwd=ROOT,
-    env=dict(env, XLA_FLAGS='--xla_force_host_platform_device_count=2'),
-    capture_output=True,
-    text=True,
-    timeout=900,
-  )
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  env.pop('XLA_FLAGS', None)
-  proc = subprocess.run(
-    ['bash', 'launch/local_multiprocess.sh', '2', 'configs/default.py', two]
-    + tiny_flags(tiny_folder, 4),
-    cwd=ROOT,
-    env=env,
-    capture_output=True,
-    text=True,
-    timeout=900,
-  )
-  logs = ''.join(
-    open(os.path.join(two, 'logs', f)).read()
-    for f in sorted(os.listdir(os.path.join(two, 'logs')))
-  )
-  assert proc.returncode == 0, logs[-4000:]
-  assert 'Process 1 of 2' in logs and 'Process 0 of 2' in logs
-  p1, p2 = read_params(one, 4, tiny_config), read_params(two, 4, tiny_config)
-  worst = max(
-    float(np.max(np.abs(a - b))) for a, b in zip(jax.tree.leaves(p1), jax.tree.leaves(p2))
-  )
-  print(f'2 processes vs 1: largest parameter difference after 4 steps {worst:.2e}')
-  assert worst <= 1e-6
-  m1 = json.load(open(os.path.join(one, 'eval', 'metrics.json')))
-  m2 = json.load(open(os.path.join(two, 'eval', 'metrics.json')))
-  assert m1['num_database'] == m2['num_database'] == 24
-  assert m1['map'] == pytest.approx(m2['map'], abs=1e-9)
-
-
 def two_processes(workdir, tiny_folder, steps, extra=()):
   """`launch/local_multiprocess.sh 2` on the tiny data, started in the background."""
   return subprocess.Popen(
@@ -249,19 +199,69 @@ def processes():
       yield int(path.split('/')[2]), argv
 
 
+STEPS = 12
+# Every 2 steps the processes agree on whether one of them was asked to stop.
+PREEMPTION_CHECK = ['--config.preemption_check_every_steps=2']
+
+
+@pytest.fixture(scope='module')
+def two_process_run(tiny_folder, tmp_path_factory):
+  """The workdir of an uninterrupted `launch/local_multiprocess.sh 2` run of STEPS steps
+  (one device per process), shared by the tests that compare against it."""
+  workdir = str(tmp_path_factory.mktemp('two_processes') / 'run')
+  proc = two_processes(workdir, tiny_folder, STEPS, PREEMPTION_CHECK)
+  assert proc.wait(timeout=900) == 0, process_logs(workdir)[-4000:]
+  return workdir
+
+
+def test_two_processes_equal_one(tiny_folder, tiny_config, tmp_path, two_process_run):
+  """2 local processes (1 device each), each reading and feeding its half of every
+  global batch, end with the parameters of 1 process holding the same 2 devices over
+  the same global batches, and evaluate to the same mAP.
+
+  The 1-process run uses 2 simulated devices so that both runs reduce the global batch
+  in the same order: with 1 device the sums run in another order, and Adam's
+  sign-like first steps turn float32 rounding into parameter differences of up to
+  2 x lr per step, which would hide a real difference.
+  """
+  one = str(tmp_path / 'one')
+  proc = subprocess.run(
+    [sys.executable, '-m', 'dahjax.main', '--config', 'configs/default.py']
+    + ['--workdir', one]
+    + tiny_flags(tiny_folder, STEPS)
+    + ['--config.checkpoint_every_steps=100', *PREEMPTION_CHECK],
+    cwd=ROOT,
+    env=dict(
+      os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS='--xla_force_host_platform_device_count=2'
+    ),
+    capture_output=True,
+    text=True,
+    timeout=900,
+  )
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  logs = process_logs(two_process_run)
+  assert 'Process 1 of 2' in logs and 'Process 0 of 2' in logs
+  p1 = read_params(one, STEPS, tiny_config)
+  p2 = read_params(two_process_run, STEPS, tiny_config)
+  worst = max(
+    float(np.max(np.abs(a - b))) for a, b in zip(jax.tree.leaves(p1), jax.tree.leaves(p2))
+  )
+  print(f'2 processes vs 1: largest parameter difference after {STEPS} steps {worst:.2e}')
+  assert worst <= 1e-6
+  m1 = json.load(open(os.path.join(one, 'eval', 'metrics.json')))
+  m2 = json.load(open(os.path.join(two_process_run, 'eval', 'metrics.json')))
+  assert m1['num_database'] == m2['num_database'] == 24
+  assert m1['map'] == pytest.approx(m2['map'], abs=1e-9)
+
+
 def test_sigterm_to_one_process_stops_all_and_resumes_exactly(
-  tiny_folder, tiny_config, tmp_path
+  tiny_folder, tiny_config, tmp_path, two_process_run
 ):
   """SIGTERM to process 1 alone of a 2-process run: both processes save one checkpoint
   at the same step (a multiple of preemption_check_every_steps) and exit with 143, and
   the launcher with them; the same command then resumes, and the parameters at the end
   equal an uninterrupted 2-process run's bit for bit."""
-  steps = 12
-  check = ['--config.preemption_check_every_steps=2']
-  whole, cut = str(tmp_path / 'whole'), str(tmp_path / 'cut')
-  proc = two_processes(whole, tiny_folder, steps, check)
-  assert proc.wait(timeout=900) == 0, process_logs(whole)[-4000:]
-
+  steps, check, cut = STEPS, PREEMPTION_CHECK, str(tmp_path / 'cut')
   proc = two_processes(cut, tiny_folder, steps, check)
   deadline = time.time() + 900
   while f'step 3/{steps}' not in process_logs(cut):
@@ -278,6 +278,9 @@ def test_sigterm_to_one_process_stops_all_and_resumes_exactly(
 
   proc = two_processes(cut, tiny_folder, steps, check)
   assert proc.wait(timeout=900) == 0, process_logs(cut)[-4000:]
-  a, b = read_params(whole, steps, tiny_config), read_params(cut, steps, tiny_config)
+  a, b = (
+    read_params(two_process_run, steps, tiny_config),
+    read_params(cut, steps, tiny_config),
+  )
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
     np.testing.assert_array_equal(x, y)
