@@ -95,6 +95,9 @@ def get_config() -> ml_collections.ConfigDict:
       class_names_file='',
       imagenet100_config='resized256',  # source='imagenet100': 'resized256' or 'original'.
       num_threads=4,
+      # An unreadable image: 'skip' replaces it in training and leaves it out of
+      # evaluation, logging it; 'error' stops at the first one (dahjax/data/bad_images.py).
+      bad_images='skip',
     )
   )
 

@@ -91,9 +91,12 @@ def encode_split(
   progress_every: float = 5.0,
   transform: str = 'resize',
   resize_size: int = 256,
-) -> tuple[Any, float]:
+  bad_images: str = 'skip',
+) -> tuple[Any, np.ndarray, float]:
   """Codes [n, bits] of `indices` (or what `encoder` returns per image, e.g. codes and
-  predictions) and the forward time in seconds (compilation excluded).
+  predictions), which images were readable ([n] bool; the codes of the others are
+  meaningless, see `pipeline.eval_batches`) and the forward time in seconds
+  (compilation excluded).
 
   `batch_size` is global: with several processes each reads and encodes its own shard
   of every batch, and every process receives all codes. Logs progress as
@@ -110,18 +113,22 @@ def encode_split(
     num_threads=num_threads,
     transform=transform,
     resize_size=resize_size,
+    bad_images=bad_images,
   )
   progress = progress_lib.EncodeProgress(name, len(indices), progress_every)
-  outs, seconds, done = [], 0.0, 0
-  for i, (images, _) in enumerate(batches):
+  outs, readable, seconds, done = [], [], 0.0, 0
+  for i, (images, _, local_readable) in enumerate(batches):
     if i == 0:  # Compile outside the timed region.
       jax.block_until_ready(encoder(variables, images))
     start = time.perf_counter()
     out = encoder(variables, images)
     seconds += time.perf_counter() - start
     outs.append(jax.tree.map(np.asarray, out))
+    if jax.process_count() > 1:  # In the order of the codes: every process's rows.
+      local_readable = multihost_utils.process_allgather(local_readable, tiled=True)
+    readable.append(np.asarray(local_readable, bool))
     done = min(done + batch_size, len(indices))
     progress.update(done)
   progress.finish(done)
   joined = jax.tree.map(lambda *parts: np.concatenate(parts)[: len(indices)], *outs)
-  return joined, seconds
+  return joined, np.concatenate(readable)[: len(indices)], seconds

@@ -3,7 +3,8 @@ distance, and write the report.
 
 Writes to `<workdir>/eval/`: `metrics.json` (scalar metrics, the precision@N and
 radius curves, and the method's name), `codes.npz` (0/1 uint8 codes and 0/1 labels of
-queries and database), the plots of `plots.write_plots`, and the learning curve of a
+queries and database), `pr_curve.json` (precision and recall of the top N, as
+DeepHash-pytorch writes them), the plots of `plots.write_plots`, and the learning curve of a
 run evaluated during training (`curve.jsonl`, `learning_curve.png`); appends eval_
 metrics to `metrics.jsonl`. Only process 0 writes. Evaluation knows nothing of
 optimisers: training hands it a model and a state.
@@ -38,6 +39,7 @@ def _encode_settings(config: ml_collections.ConfigDict) -> dict[str, Any]:
     num_threads=config.data.num_threads,
     transform=config.data.transform,
     resize_size=config.data.resize_size,
+    bad_images=config.data.bad_images,
   )
 
 
@@ -65,6 +67,9 @@ def _map_topk(config, data, n_db: int) -> tuple[int | None, int | None]:
 
 
 CURVE_FILE = 'curve.jsonl'
+# Precision and recall of the top N, in the form DeepHash-pytorch's plotting script
+# (utils/precision_recall_curve.py) reads: {"index": [N - 1, ...], "P": [...], "R": [...]}.
+PR_CURVE_FILE = 'pr_curve.json'
 CURVE_PLOT = 'learning_curve.png'
 CURVE_SEED = 0  # Fixed, so that the curves of runs on the same splits share queries.
 
@@ -78,9 +83,15 @@ def curve_queries(num_queries: int, count: int, seed: int = CURVE_SEED) -> np.nd
   return np.sort(rng.choice(num_queries, size=count, replace=False))
 
 
-def curve_metrics(config, data, q_rows, q_codes, q_pred, db_codes) -> dict[str, Any]:
-  """The learning curve's metrics of query rows `q_rows` against the whole database."""
-  q_idx, db_idx = data.splits['query'][q_rows], data.splits['database']
+def curve_metrics(
+  config, data, q_rows, q_codes, q_pred, db_codes, q_readable=None, db_readable=None
+) -> dict[str, Any]:
+  """The learning curve's metrics of query rows `q_rows` against the whole database,
+  leaving out the images marked unreadable (`q_readable`, `db_readable`: bool masks)."""
+  q_ok = np.ones(len(q_rows), bool) if q_readable is None else q_readable
+  db_ok = np.ones(len(db_codes), bool) if db_readable is None else db_readable
+  q_idx, db_idx = data.splits['query'][q_rows][q_ok], data.splits['database'][db_ok]
+  q_codes, q_pred, db_codes = q_codes[q_ok], q_pred[q_ok], db_codes[db_ok]
   _, search_k = _map_topk(config, data, len(db_idx))
   q_labels = data.pool.labels[q_idx]
   metrics = retrieval.retrieval_metrics(
@@ -125,10 +136,10 @@ class LearningCurve:
     start = time.monotonic()
     variables, kwargs = _variables(state, self._mesh), _encode_settings(self._config)
     splits, pool = self._data.splits, self._data.pool
-    (db_codes, _), _ = encode.encode_split(
+    (db_codes, _), db_ok, _ = encode.encode_split(
       self._encoder, variables, pool, splits['database'], name='database (curve)', **kwargs
     )
-    (q_codes, q_pred), _ = encode.encode_split(
+    (q_codes, q_pred), q_ok, _ = encode.encode_split(
       self._encoder,
       variables,
       pool,
@@ -137,14 +148,40 @@ class LearningCurve:
       **kwargs,
     )
     return self.record(
-      step, q_codes, q_pred, db_codes, train_means, seconds=time.monotonic() - start
+      step,
+      q_codes,
+      q_pred,
+      db_codes,
+      train_means,
+      seconds=time.monotonic() - start,
+      q_readable=q_ok,
+      db_readable=db_ok,
     )
 
   def record(
-    self, step: int, q_codes, q_pred, db_codes, train_means, *, seconds: float
+    self,
+    step: int,
+    q_codes,
+    q_pred,
+    db_codes,
+    train_means,
+    *,
+    seconds: float,
+    q_readable=None,
+    db_readable=None,
   ) -> dict[str, Any]:
-    """Records the point of step `step` from the curve queries' codes and predictions."""
-    metrics = curve_metrics(self._config, self._data, self.rows, q_codes, q_pred, db_codes)
+    """Records the point of step `step` from the curve queries' codes and predictions
+    (the rows marked unreadable left out)."""
+    metrics = curve_metrics(
+      self._config,
+      self._data,
+      self.rows,
+      q_codes,
+      q_pred,
+      db_codes,
+      q_readable,
+      db_readable,
+    )
     point = {
       'step': step,
       'epoch': step / self._steps_per_epoch,
@@ -232,14 +269,18 @@ def evaluate(
   )
   kwargs = _encode_settings(config)
 
-  q_idx, db_idx = data.splits['query'], data.splits['database']
-  logging.info('Encoding %d database and %d query images.', len(db_idx), len(q_idx))
-  (db_codes, _), db_seconds = encode.encode_split(
-    encoder, variables, data.pool, db_idx, name='database', **kwargs
+  all_q, all_db = data.splits['query'], data.splits['database']
+  logging.info('Encoding %d database and %d query images.', len(all_db), len(all_q))
+  (all_db_codes, _), db_ok, db_seconds = encode.encode_split(
+    encoder, variables, data.pool, all_db, name='database', **kwargs
   )
-  (q_codes, q_pred), _ = encode.encode_split(
-    encoder, variables, data.pool, q_idx, name='queries', **kwargs
+  (all_q_codes, all_q_pred), q_ok, _ = encode.encode_split(
+    encoder, variables, data.pool, all_q, name='queries', **kwargs
   )
+  unreadable = unreadable_report(data.pool, all_q[~q_ok], all_db[~db_ok])
+  # An unreadable image is neither ranked nor counted (data.bad_images='skip').
+  q_idx, db_idx = all_q[q_ok], all_db[db_ok]
+  q_codes, q_pred, db_codes = all_q_codes[q_ok], all_q_pred[q_ok], all_db_codes[db_ok]
   q_labels, db_labels = data.pool.labels[q_idx], data.pool.labels[db_idx]
 
   topk, search_k = _map_topk(config, data, len(db_idx))
@@ -252,7 +293,9 @@ def evaluate(
     precision_at=config.eval.precision_at,
     radius=config.eval.radius,
     curves=True,
+    topn_pr_curve=True,
   )
+  topn_pr_curve = metrics.pop('topn_pr_curve')
   attention = config.model.attention
   metrics.update(retrieval.bit_balance_summary(db_codes))
   metrics.update(
@@ -264,6 +307,7 @@ def evaluate(
       'map_topk': 'ALL' if topk is None else int(topk),
       'num_queries': len(q_idx),
       'num_database': len(db_idx),
+      **unreadable,
       'step': int(state.step),
       'model': config.model_name,
       'attention': attention,
@@ -277,17 +321,20 @@ def evaluate(
   }
   if jax.process_index() == 0:
     write_outputs(workdir, metrics, q_codes, db_codes, q_labels, db_labels)
+    atomic.write_json(os.path.join(workdir, 'eval', PR_CURVE_FILE), topn_pr_curve)
   own_writer = writer is None
   writer = writer or progress.MetricWriter(workdir)
   writer.write(metrics['step'], {f'eval_{k}': v for k, v in scalars.items()})
   if curve is not None:
     curve.record(
       metrics['step'],
-      q_codes[curve.rows],
-      q_pred[curve.rows],
-      db_codes,
+      all_q_codes[curve.rows],
+      all_q_pred[curve.rows],
+      all_db_codes,
       train_means or {},
       seconds=time.monotonic() - start,
+      q_readable=q_ok[curve.rows],
+      db_readable=db_ok,
     )
   if own_writer:
     writer.close()
@@ -305,6 +352,26 @@ def evaluate(
       class_names=data.pool.class_names,
     )
   return metrics
+
+
+def unreadable_report(pool, queries: np.ndarray, database: np.ndarray) -> dict[str, Any]:
+  """metrics.json's account of the query and database images left out as unreadable
+  (their counts and files), logged as warnings."""
+  report = {
+    'num_unreadable_queries': len(queries),
+    'num_unreadable_database': len(database),
+  }
+  if len(queries) or len(database):
+    report['unreadable'] = {
+      'queries': [pool.location(int(i)) for i in queries],
+      'database': [pool.location(int(i)) for i in database],
+    }
+    for split, where in (('query', queries), ('database', database)):
+      for i in where:
+        logging.warning(
+          'Unreadable %s image left out of the evaluation: %s', split, pool.location(int(i))
+        )
+  return report
 
 
 # Paper names of the models' variants; others are named '<model> (<attention>)'.

@@ -157,7 +157,7 @@ class _ChunkResult:
 
   ap: np.ndarray  # [q] AP@K, ties by index.
   ap_tie_aware: np.ndarray  # [q] tie-aware AP@K.
-  precision_at: np.ndarray  # [q, len(ns)] precision@N, ties by index.
+  hits_at: np.ndarray  # [q, len(ns)] relevant items in the top N, ties by index.
   hist: np.ndarray  # [q, bits + 1] items per distance.
   rel_hist: np.ndarray  # [q, bits + 1] relevant items per distance.
 
@@ -204,8 +204,7 @@ def _ranked_positions(order, rel_row, topk: int, ns: Sequence[int]):
   positions = np.flatnonzero(rel_row[order]) + 1  # 1-based ranks, ascending.
   in_top = positions[: np.searchsorted(positions, topk, side='right')]
   ap = np.mean(np.arange(1, len(in_top) + 1) / in_top) if len(in_top) else 0.0
-  precision = [np.searchsorted(positions, n, side='right') / n for n in ns]
-  return ap, precision, positions
+  return ap, np.searchsorted(positions, ns, side='right'), positions
 
 
 def _process_chunk(dist, rel, bits, topk, ns, harmonic) -> _ChunkResult:
@@ -217,7 +216,7 @@ def _process_chunk(dist, rel, bits, topk, ns, harmonic) -> _ChunkResult:
   hist = np.empty((q, bits + 1), np.int64)
   rel_hist = np.empty((q, bits + 1), np.int64)
   ap = np.empty(q)
-  precision_at = np.empty((q, len(ns)))
+  hits_at = np.empty((q, len(ns)), np.int64)
   values = np.arange(bits + 2)
   if depth == n:
     # One 2-D sort: several times faster per row than sorting rows one by one.
@@ -225,10 +224,10 @@ def _process_chunk(dist, rel, bits, topk, ns, harmonic) -> _ChunkResult:
     for i in range(q):
       sorted_dist = dist[i][orders[i]]
       hist[i] = np.diff(np.searchsorted(sorted_dist, values))
-      ap[i], precision_at[i], positions = _ranked_positions(orders[i], rel[i], topk, ns)
+      ap[i], hits_at[i], positions = _ranked_positions(orders[i], rel[i], topk, ns)
       rel_hist[i] = np.bincount(sorted_dist[positions - 1], minlength=bits + 1)
     return _ChunkResult(
-      ap, _tie_aware_ap(hist, rel_hist, topk, harmonic), precision_at, hist, rel_hist
+      ap, _tie_aware_ap(hist, rel_hist, topk, harmonic), hits_at, hist, rel_hist
     )
   for i in range(q):
     hist[i] = np.bincount(dist[i], minlength=bits + 1)
@@ -237,9 +236,9 @@ def _process_chunk(dist, rel, bits, topk, ns, harmonic) -> _ChunkResult:
     threshold = np.argmax(np.cumsum(hist[i]) >= depth)
     candidates = np.flatnonzero(dist[i] <= threshold)
     order = candidates[np.argsort(dist[i][candidates], kind='stable')[:depth]]
-    ap[i], precision_at[i], _ = _ranked_positions(order, rel[i], topk, ns)
+    ap[i], hits_at[i], _ = _ranked_positions(order, rel[i], topk, ns)
   return _ChunkResult(
-    ap, _tie_aware_ap(hist, rel_hist, topk, harmonic), precision_at, hist, rel_hist
+    ap, _tie_aware_ap(hist, rel_hist, topk, harmonic), hits_at, hist, rel_hist
   )
 
 
@@ -307,6 +306,7 @@ def retrieval_metrics(
   radius: int = 2,
   curves: bool = False,
   curve_points: Sequence[int] | None = None,
+  topn_pr_curve: bool = False,
 ) -> dict:
   """Computes all ranking metrics of Hamming ranking in one pass over the database.
 
@@ -333,12 +333,16 @@ def retrieval_metrics(
       recall within every radius 0..bits (the PR curve).
     curve_points: the N of the precision@N curve (default 1, 5, 10, 20, 50, 100, then
       every 100 up to 1,000, clipped to the database size).
+    topn_pr_curve: also return 'topn_pr_curve', precision and recall of the top N
+      for N = 100, 200, ... and then every N up to the database size, in the form
+      DeepHash-pytorch writes and plots (`topn_pr_points`).
 
   Returns:
     {'map', 'map_tie_aware', 'precision_at_<N>', 'precision_radius_<r>',
     'recall_radius_<r>'} as Python floats; with `curves`, also 'precision_at_n'
     {'n': [...], 'precision': [...]} and 'radius_curve' {'radius': [0..bits],
-    'precision': [...], 'recall': [...]}.
+    'precision': [...], 'recall': [...]}; with `topn_pr_curve`, 'topn_pr_curve'
+    {'index': [N - 1, ...], 'P': [...], 'R': [...]}.
 
   Raises:
     ValueError: inputs that are not 2-D, disagree in bits, classes or rows, hold more
@@ -381,10 +385,12 @@ def retrieval_metrics(
   points = []
   if curves:
     points = sorted({min(n, n_db) for n in (curve_points or _default_curve_points())})
-  ns = sorted({*points, *([n_at] if n_at else [])})
+  pr_points = topn_pr_points(n_db) if topn_pr_curve else []
+  ns = sorted({*points, *([n_at] if n_at else []), *pr_points})
   chunks = _ranking_results(q, d, ql, dl, topk, ns)
   cat = lambda field: np.concatenate([getattr(c, field) for c in chunks])
-  p_at = cat('precision_at')
+  hits_at = cat('hits_at')
+  p_at = hits_at / np.asarray(ns, np.float64)
   precision_r, recall_r = _radius_metrics(cat('hist'), cat('rel_hist'))
   r = min(radius, bits)
   out = {
@@ -405,7 +411,34 @@ def retrieval_metrics(
       'precision': np.mean(precision_r, axis=0).tolist(),
       'recall': np.mean(recall_r, axis=0).tolist(),
     }
+  if topn_pr_curve:
+    out['topn_pr_curve'] = _topn_pr_curve(hits_at, ns, pr_points, cat('rel_hist'))
   return out
+
+
+def topn_pr_points(n_db: int) -> list[int]:
+  """The N of DeepHash-pytorch's top-N PR curve (utils/tools.py, `validate`): every
+  100th up to the last full hundred, then every N up to the database size."""
+  hundreds = list(range(100, n_db // 100 * 100 + 1, 100))
+  return hundreds + list(range(n_db // 100 * 100 + 1, n_db + 1))
+
+
+def _topn_pr_curve(hits_at, ns, points, rel_hist) -> dict[str, list]:
+  """{'index': N - 1 per point, 'P', 'R'}: precision and recall of the top N averaged
+  over the queries with at least one relevant item, as DeepHash-pytorch's
+  `CalcTopMapWithPR` averages them (it keeps the queries whose recall reaches 1)."""
+  relevant = rel_hist.sum(axis=1)
+  keep = relevant > 0
+  columns = [ns.index(n) for n in points]
+  hits = hits_at[keep][:, columns].astype(np.float64)
+  if not keep.any():
+    zeros = [0.0] * len(points)
+    return {'index': [n - 1 for n in points], 'P': zeros, 'R': zeros}
+  return {
+    'index': [n - 1 for n in points],
+    'P': np.mean(hits / np.asarray(points, np.float64), axis=0).tolist(),
+    'R': np.mean(hits / relevant[keep, None], axis=0).tolist(),
+  }
 
 
 def _check_count_positive(n) -> int:

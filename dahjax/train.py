@@ -25,6 +25,7 @@ from dahjax import losses
 from dahjax import parallel
 from dahjax import progress
 from dahjax import state as state_lib
+from dahjax.data import bad_images
 from dahjax.data import input_data
 from dahjax.data import pipeline
 
@@ -189,6 +190,14 @@ class PreemptionWatch:
       signal.signal(signal.SIGTERM, self._previous)
 
 
+def replaced_images(local: int) -> int:
+  """Training images replaced as unreadable since the run (re)started, over all
+  processes (a collective: every process calls it at the same steps)."""
+  if jax.process_count() == 1:
+    return local
+  return int(np.sum(multihost_utils.process_allgather(np.int64(local))))
+
+
 def first_non_finite(start_step: int, history: list[dict[str, Any]]):
   """(step, its loss terms as floats) of the first step with a non-finite term, or None."""
   for i, metrics in enumerate(history):
@@ -254,6 +263,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   # Batches are a function of the step: starting at `start_step` continues the data
   # exactly where the checkpoint left it.
+  bad_log = bad_images.BadImageLog(data.pool, workdir, jax.process_index())
   batches = pipeline.train_dataset(
     data.pool,
     sampler,
@@ -267,6 +277,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     num_threads=config.data.num_threads,
     transform=config.data.transform,
     resize_size=config.data.resize_size,
+    bad_images=config.data.bad_images,
+    bad_image_log=bad_log,
   )
   writer = progress.MetricWriter(workdir)
   log = progress.ProgressLog(writer, total_steps, config.batch_size, start_step)
@@ -302,6 +314,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         interval.add(summary, len(host))
         history = []
         log.report(step, summary)
+        replaced = replaced_images(bad_log.replaced)
+        if replaced:
+          writer.write(step, {'bad_images_replaced': replaced})
       if save:
         checkpoints.save(manager, step, state, data_position(config, sampler, step))
       if preempted:
@@ -312,6 +327,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         log.restart_clock(step)
   finally:
     preemption.close()
+    if bad_log.summary():
+      logging.warning('%s', bad_log.summary())
   manager.wait_until_finished()
   metrics = evaluate.evaluate(
     config,

@@ -14,6 +14,7 @@ from dahjax import models
 from dahjax import parallel
 from dahjax import retrieval
 from dahjax import state
+from dahjax.data import bad_images
 from dahjax.data import checks
 from dahjax.data import pipeline
 from dahjax.data import protocols
@@ -43,6 +44,7 @@ def validate(config: ml_collections.ConfigDict, workdir: str) -> None:
     image_size=config.data.image_size,
     resize_size=config.data.resize_size,
   )
+  bad_images.check_policy(config.data.bad_images)
   checks.check_data(config.data)
   check_workdir(workdir)
 

@@ -52,13 +52,25 @@ def test_dah_protocol_and_saved_splits(tiny_folder, tmp_path):
   pool = protocols.build_pool('image_folder', tiny_folder, ('train', 'test'))
   splits = protocols.load_or_create_splits(pool, 'dah_cifar10', 0, str(tmp_path))
   assert len(splits['train']) == 24 and len(splits['query']) == 12
-  np.testing.assert_array_equal(splits['train'], splits['database'])
+  np.testing.assert_array_equal(np.sort(splits['train']), np.sort(splits['database']))
+  np.testing.assert_array_equal(np.sort(splits['train']), pool.indices_of('train'))
   assert all(pool.ids[i].startswith('test/') for i in splits['query'])
+  # In an order shuffled with the split seed, not in class order.
+  for name, indices in splits.items():
+    k = sorted(splits).index(name)
+    want = np.random.default_rng([0, k]).permutation(np.sort(indices))
+    np.testing.assert_array_equal(indices, want)
+  classes = np.argmax(pool.labels[splits['database']], axis=1)
+  assert np.any(np.diff(classes) < 0)
   saved = json.loads((tmp_path / protocols.SPLITS_FILE).read_text())
   assert saved['protocol'] == 'dah_cifar10' and len(saved['splits']['query']) == 12
+  assert saved['splits']['database'] == [pool.ids[i] for i in splits['database']]
   again = protocols.load_or_create_splits(pool, 'dah_cifar10', 0, str(tmp_path))
   for k in splits:
     np.testing.assert_array_equal(splits[k], again[k])
+  # DeepHash-pytorch's name of the same protocol reads the same saved splits.
+  alias = protocols.load_or_create_splits(pool, 'cifar10-2', 0, str(tmp_path))
+  np.testing.assert_array_equal(alias['database'], splits['database'])
   with pytest.raises(ValueError, match='fresh workdir'):
     protocols.load_or_create_splits(pool, 'dpfah_cifar10', 0, str(tmp_path))
 
@@ -151,8 +163,9 @@ def test_eval_batches_pad_and_keep_order(tiny_folder):
   pool = protocols.build_pool('image_folder', tiny_folder, ('train', 'test'))
   idx = pool.indices_of('test')
   batches = list(pipeline.eval_batches(pool, idx, batch_size=5, image_size=32))
-  assert [n for _, n in batches] == [5, 5, 2]
-  assert all(images.shape == (5, 32, 32, 3) for images, _ in batches)
+  assert [n for _, n, _ in batches] == [5, 5, 2]
+  assert all(images.shape == (5, 32, 32, 3) for images, _, _ in batches)
+  assert all(readable.all() for _, _, readable in batches)
   np.testing.assert_array_equal(
     batches[1][0][0], pipeline.to_model_input(pool.load_image(idx[5]), 32)
   )
@@ -427,13 +440,15 @@ def test_lists_protocol_takes_the_lists_as_given(list_root, tmp_path):
   workdir = tmp_path / 'work'
   os.makedirs(workdir)
   data = input_data.prepare(config, str(workdir))
-  ids = lambda k: [data.pool.ids[i] for i in data.splits[k]]
+  ids = lambda k: sorted(data.pool.ids[i] for i in data.splits[k])  # Order: shuffled.
   assert ids('train') == [p for p, _ in rows[:3]]
   assert ids('query') == [p for p, _ in rows[6:]]
   assert ids('database') == [p for p, _ in rows[:6]]
   assert data.protocol.map_topk is None
+  labels = {p: l for p, l in rows}
   np.testing.assert_array_equal(
-    data.pool.labels[data.splits['query']], [l for _, l in rows[6:]]
+    data.pool.labels[data.splits['query']],
+    [labels[data.pool.ids[i]] for i in data.splits['query']],
   )
   again = input_data.prepare(config, str(workdir))
   for k in data.splits:
@@ -493,3 +508,56 @@ def test_study_protocols_stay_inside_their_training_images():
   assert (pool.labels[val['query']].sum(0) == 100).all()
   assert (pool.labels[val['train']].sum(0) == 400).all()
   np.testing.assert_array_equal(val['database'], val['train'])
+
+
+def test_deephash_pytorch_cifar10_protocols():
+  pool = _cifar_like(550, 150)  # 700 per class: 100 left for cifar10's database.
+  every = np.arange(len(pool))
+  cifar10 = protocols.get_protocol('cifar10').make_splits(pool, 3)
+  dpfah = protocols.get_protocol('dpfah_cifar10').make_splits(pool, 3)
+  for k in dpfah:
+    np.testing.assert_array_equal(cifar10[k], dpfah[k])
+  one = protocols.get_protocol('cifar10-1').make_splits(pool, 3)
+  np.testing.assert_array_equal(one['query'], dpfah['query'])
+  np.testing.assert_array_equal(one['train'], dpfah['train'])
+  # Database: every image but the queries, the training images included.
+  np.testing.assert_array_equal(one['database'], np.setdiff1d(every, one['query']))
+  assert len(one['query']) == 1000 and len(one['train']) == 5000
+  assert len(one['database']) == 6000 and len(cifar10['database']) == 1000
+  assert (pool.labels[one['query']].sum(0) == 100).all()
+  two = protocols.get_protocol('cifar10-2').make_splits(pool, 3)
+  np.testing.assert_array_equal(two['query'], pool.indices_of('test'))
+  np.testing.assert_array_equal(two['database'], pool.indices_of('train'))
+  assert protocols.canonical_name('imagenet') == 'imagenet100'
+  with pytest.raises(ValueError, match='cifar10-1'):
+    protocols.get_protocol('cifar10-3')
+
+
+def test_nuswide_21_takes_deephash_pytorchs_lists(tmp_path):
+  train_paths, train_labels = protocols.nuswide_21_list('train')
+  test_paths, test_labels = protocols.nuswide_21_list('test')
+  assert len(train_paths) == 10_500 and len(test_paths) == 2_100
+  assert train_labels.shape == (10_500, 21) and (train_labels.sum(1) >= 1).all()
+  assert not set(train_paths) & set(test_paths)
+  # The user's complete list: the queries, the training images and 40 others, in
+  # another order; only its first and last images need to exist for the split.
+  rng = np.random.default_rng(0)
+  extra = [(f'images/extra_{i}.jpg', rng.integers(0, 2, 21)) for i in range(40)]
+  rows = list(zip(test_paths, test_labels)) + extra + list(zip(train_paths, train_labels))
+  rows = [rows[i] for i in rng.permutation(len(rows))]
+  _write_list(tmp_path / 'all.txt', rows)
+  for path in (rows[0][0], rows[-1][0]):
+    _write_image(str(tmp_path / path))
+  config = _list_config(tmp_path, 'nuswide_21', 'all=all.txt', 21)
+  data = input_data.prepare(config, None)
+  ids = {k: {data.pool.ids[i] for i in v} for k, v in data.splits.items()}
+  assert ids['train'] == set(train_paths) and ids['query'] == set(test_paths)
+  assert ids['database'] == {p for p, _ in rows} - set(test_paths)
+  assert data.protocol.map_topk == 5000
+  # A list without the queries says what to list.
+  rows = [r for r in rows if r[0] not in set(test_paths)]
+  _write_list(tmp_path / 'all.txt', rows)
+  for path in (rows[0][0], rows[-1][0]):
+    _write_image(str(tmp_path / path))
+  with pytest.raises(FileNotFoundError, match=r'2,100 nuswide_21 queries.*test.txt'):
+    input_data.prepare(config, None)

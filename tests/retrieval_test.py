@@ -291,3 +291,42 @@ def test_bit_balance_summary_is_strict_json():
     'bit_balance': 2.0,
     'constant_bits': 0,
   }
+
+
+def deephash_topn_pr(q, d, ql, dl):
+  """DeepHash-pytorch's `CalcTopMapWithPR` and the points its `validate` keeps
+  (utils/tools.py), restated with a stable sort (it uses NumPy's default sort, whose
+  order of equal distances is unspecified) and codes in {0, 1}."""
+  n = len(d)
+  precision, recall = np.zeros((len(q), n)), np.zeros((len(q), n))
+  for i in range(len(q)):
+    gnd = (ql[i] @ dl.T > 0).astype(np.float64)
+    hamm = 0.5 * (q.shape[1] - (2.0 * q[i] - 1) @ (2.0 * d - 1).T)
+    gnd = gnd[np.argsort(hamm, kind='stable')]
+    if gnd.sum() == 0:
+      continue
+    cumulative = np.cumsum(gnd)
+    precision[i] = cumulative / np.arange(1, n + 1)
+    recall[i] = cumulative / gnd.sum()
+  keep = np.argwhere(recall[:, -1] == 1.0).squeeze()
+  cum_p, cum_r = np.mean(precision[keep], 0), np.mean(recall[keep], 0)
+  index = [i * 100 - 1 for i in range(1, n // 100 + 1)]
+  top = max(index) if index else -1
+  index += [top + i for i in range(1, n - n // 100 * 100 + 1)]
+  return {'index': index, 'P': cum_p[index].tolist(), 'R': cum_r[index].tolist()}
+
+
+@pytest.mark.parametrize('nd', [57, 347])
+def test_topn_pr_curve_matches_deephash_pytorch(monkeypatch, nd):
+  monkeypatch.setattr(retrieval, '_CHUNK_CELLS', nd * 4)
+  q, d, ql, dl = random_case(5, nq=17, nd=nd, bits=6, multi_label=True)
+  ql[0] = 0  # A query with no relevant item is left out of the averages.
+  m = retrieval.retrieval_metrics(q, d, ql, dl, topn_pr_curve=True)
+  want = deephash_topn_pr(q, d, ql, dl)
+  assert m['topn_pr_curve']['index'] == want['index']
+  np.testing.assert_allclose(m['topn_pr_curve']['P'], want['P'], rtol=1e-12)
+  np.testing.assert_allclose(m['topn_pr_curve']['R'], want['R'], rtol=1e-12)
+  assert m['topn_pr_curve']['R'][-1] == pytest.approx(1.0)
+  # The other metrics are those computed without the curve.
+  plain = retrieval.retrieval_metrics(q, d, ql, dl)
+  assert {k: m[k] for k in plain} == plain

@@ -15,12 +15,14 @@ import numpy as np
 from PIL import Image
 
 from dahjax import registry
+from dahjax.data import bad_images as bad_images_lib
 from dahjax.data import protocols
 
 
 class Sampler(Protocol):
   batch_size: int
   steps_per_epoch: int
+  indices: np.ndarray  # The pool indices it draws from.
 
   def batch_indices(self, step: int) -> np.ndarray: ...
 
@@ -36,6 +38,7 @@ class ClassBalancedSampler:
   def __init__(self, labels: np.ndarray, indices: np.ndarray, per_class: int, seed: int):
     if per_class < 1:
       raise ValueError(f'per_class must be >= 1, got {per_class}.')
+    self.indices = np.asarray(indices)
     classes = np.argmax(labels[indices], axis=1)
     self._members = [indices[classes == c] for c in range(labels.shape[1])]
     smallest = min(len(m) for m in self._members)
@@ -70,7 +73,7 @@ class RandomSampler:
       raise ValueError(
         f'batch_size={batch_size} exceeds the {len(indices)} training images.'
       )
-    self._indices = indices
+    self._indices = self.indices = np.asarray(indices)
     self.batch_size = batch_size
     self.steps_per_epoch = len(indices) // batch_size
     self.seed = seed
@@ -268,33 +271,50 @@ def train_dataset(
   num_threads: int = 4,
   transform: str = 'resize',
   resize_size: int = 256,
+  bad_images: str = 'skip',
+  bad_image_log: bad_images_lib.BadImageLog | None = None,
 ) -> Iterator[dict[str, np.ndarray]]:
   """Batches {'image': float32 [b, H, W, 3], 'label': float32 [b, C]} for steps [start, num).
 
   Each process gets rows [p * b, (p + 1) * b) of every global batch, b = batch / processes.
   Random crops and flips are drawn from (seed, step, image index), so they too are the
-  same after a restart.
+  same after a restart. An unreadable image is replaced by its substitute (`bad_images`
+  'skip', see `bad_images.TrainLoader`), which `bad_image_log` records as the batch is
+  taken, or raises `bad_images.BadImageError` ('error').
   """
   local = sampler.batch_size // process_count
+  loader = bad_images_lib.TrainLoader(pool, sampler.indices, bad_images)
 
   def load(position: int) -> dict[str, np.ndarray]:
     step, row = divmod(position, local)
     index = sampler.batch_indices(step)[process_index * local + row]
-    image = train_transform(
-      pool.load_image(index),
-      transform=transform,
-      image_size=image_size,
-      random_flip=random_flip,
-      rng=np.random.default_rng([seed, step, index]),
-      resize_size=resize_size,
+    image, used, replaced = loader.load(
+      index,
+      functools.partial(
+        train_transform,
+        transform=transform,
+        image_size=image_size,
+        random_flip=random_flip,
+        rng=np.random.default_rng([seed, step, index]),
+        resize_size=resize_size,
+      ),
     )
-    return {'image': image, 'label': pool.labels[index].astype(np.float32)}
+    return {
+      'image': image,
+      'label': pool.labels[used].astype(np.float32),
+      'replaced': np.int64(replaced),
+      'substitute': np.int64(used),
+    }
 
   ds = grain.MapDataset.range(start_step * local, num_steps * local).map(load)
   ds = ds.to_iter_dataset(
     grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=4 * local)
   )
-  return iter(ds.batch(local, drop_remainder=True))
+  for batch in ds.batch(local, drop_remainder=True):
+    replaced, substitutes = batch.pop('replaced'), batch.pop('substitute')
+    if bad_image_log is not None:
+      bad_image_log.note(replaced, substitutes)
+    yield batch
 
 
 def eval_batches(
@@ -306,19 +326,33 @@ def eval_batches(
   num_threads: int = 4,
   transform: str = 'resize',
   resize_size: int = 256,
-) -> Iterator[tuple[np.ndarray, int]]:
-  """Yields (images [batch_size, H, W, 3], number of real rows) over `indices` in order.
+  bad_images: str = 'skip',
+) -> Iterator[tuple[np.ndarray, int, np.ndarray]]:
+  """Yields (images [batch_size, H, W, 3], number of real rows, readable [batch_size]
+  bool) over `indices` in order.
 
   The last batch is padded by repeating its last image so every batch has one shape.
+  An unreadable image is a zero image marked unreadable (`bad_images` 'skip'), for the
+  caller to leave out, or raises `bad_images.BadImageError` ('error').
   """
-  ds = grain.MapDataset.source(np.asarray(indices)).map(
-    lambda i: eval_transform(
-      pool.load_image(int(i)),
-      transform=transform,
-      image_size=image_size,
-      resize_size=resize_size,
+  bad_images_lib.check_policy(bad_images)
+  shape = (image_size, image_size, 3)
+
+  def load(i):
+    image, reason = bad_images_lib.try_load(
+      pool,
+      int(i),
+      functools.partial(
+        eval_transform, transform=transform, image_size=image_size, resize_size=resize_size
+      ),
     )
-  )
+    if reason is None:
+      return image, True
+    if bad_images == 'error':
+      raise bad_images_lib.BadImageError(pool.location(int(i)), reason)
+    return np.zeros(shape, np.float32), False
+
+  ds = grain.MapDataset.source(np.asarray(indices)).map(load)
   it = iter(
     ds.to_iter_dataset(
       grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=2 * batch_size)
@@ -328,4 +362,4 @@ def eval_batches(
     rows = [next(it) for _ in range(min(batch_size, len(indices) - start))]
     n = len(rows)
     rows += [rows[-1]] * (batch_size - n)
-    yield np.stack(rows), n
+    yield np.stack([r[0] for r in rows]), n, np.array([r[1] for r in rows])

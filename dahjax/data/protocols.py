@@ -2,8 +2,11 @@
 
 A protocol reads the splits of a source (for CIFAR-10: 'train' and 'test') pooled
 together and returns index arrays into that pool for 'train', 'query' and 'database'.
-Splits drawn at random are drawn per class with a seed and saved in the workdir
-(`splits.json`, image ids per split), so a resumed or repeated run uses the same images.
+Splits drawn at random are drawn per class with a seed; every split is then put in an
+order shuffled with the same seed (`shuffled`: the ranking breaks distance ties by
+database position, which in class order would favour the first classes), and saved in
+the workdir (`splits.json`, image ids per split in that order), so a resumed or repeated
+run uses the same images in the same order.
 
 Protocols (`config.data.protocol`; DAH Sec. IV.A, DPFAH "Datasets" and Table 6):
 
@@ -32,6 +35,17 @@ Protocols (`config.data.protocol`; DAH Sec. IV.A, DPFAH "Datasets" and Table 6):
   lists          train, query and database exactly as the source's 'train', 'test' and
                  'database' splits give them (DeepHash-pytorch's list files); mAP@ALL
                  unless config.eval.topk says otherwise.
+  cifar10-1      DeepHash-pytorch's cifar10-1: dpfah_cifar10's draw, with the training
+                 images also in the database (every image but the 1,000 queries);
+                 mAP@ALL.
+  nuswide_21     DeepHash-pytorch's nuswide_21: its train.txt (10,500) and test.txt
+                 (2,100 queries), shipped with the package, found by path in the lists
+                 named by data.list_files, which list every NUS-WIDE image with one of
+                 the 21 concepts; the database is every listed image but the queries;
+                 mAP@5000.
+
+DeepHash-pytorch's names are accepted for the same protocols: `cifar10` is
+dpfah_cifar10, `cifar10-2` is dah_cifar10, `imagenet` is imagenet100 (`ALIASES`).
 
 A path listed in several list files (DeepHash-pytorch's train.txt is part of its
 database.txt) is one image: its id maps to its first place in the pool.
@@ -40,6 +54,8 @@ database.txt) is one image: its id maps to its first place in the pool.
 from collections.abc import Callable
 from collections.abc import Sequence
 import dataclasses
+import functools
+import gzip
 import json
 import os
 
@@ -81,9 +97,19 @@ class Pool:
   def indices_of(self, split: str) -> np.ndarray:
     return np.flatnonzero(self.split_of == self.split_names.index(split))
 
-  def load_image(self, index: int) -> np.ndarray:
+  def _source_of(self, index: int) -> tuple[sources_lib.Source, int]:
     k = int(np.searchsorted(self._offsets, index, side='right') - 1)
-    return list(self.sources.values())[k].load_image(int(index - self._offsets[k]))
+    return list(self.sources.values())[k], int(index - self._offsets[k])
+
+  def load_image(self, index: int) -> np.ndarray:
+    source, local = self._source_of(index)
+    return source.load_image(local)
+
+  def location(self, index: int) -> str:
+    """Where image `index` is: its file for sources of files, else its id."""
+    source, local = self._source_of(index)
+    path_of = getattr(source, 'path_of', None)
+    return path_of(local) if path_of else repr(self.ids[index])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -254,6 +280,62 @@ def _nuswide21(pool: Pool, seed: int) -> dict[str, np.ndarray]:
   return {'train': train, 'query': query, 'database': database}
 
 
+def _cifar10_1(pool: Pool, seed: int) -> dict[str, np.ndarray]:
+  # dpfah_cifar10's draw (DeepHash-pytorch's `cifar10`), its training images also in
+  # the database.
+  split = _dpfah_cifar10(pool, seed)
+  database = np.sort(np.concatenate([split['train'], split['database']]))
+  return {'train': split['train'], 'query': split['query'], 'database': database}
+
+
+NUSWIDE_21_DIR = os.path.join(os.path.dirname(__file__), 'assets', 'nuswide_21')
+
+
+@functools.cache
+def nuswide_21_list(split: str) -> tuple[tuple[str, ...], np.ndarray]:
+  """(paths, 0/1 labels [n, 21]) of DeepHash-pytorch's nuswide_21 `train` or `test`
+  list, shipped with the package (data/nuswide_21/<split>.txt of swuxyj/DeepHash-pytorch
+  at commit ab14068, gzipped)."""
+  with gzip.open(os.path.join(NUSWIDE_21_DIR, f'{split}.txt.gz'), 'rt') as f:
+    rows = [line.split() for line in f if line.strip()]
+  return tuple(r[0] for r in rows), np.array([r[1:] for r in rows], np.uint8)
+
+
+def _nuswide_21(pool: Pool, seed: int) -> dict[str, np.ndarray]:
+  del seed  # Fixed lists.
+  position = first_positions(pool)
+
+  def find(split, what):
+    paths, labels = nuswide_21_list(split)
+    missing = [p for p in paths if p not in position]
+    if missing:
+      raise FileNotFoundError(
+        f"{len(missing)} of DeepHash-pytorch's {len(paths):,} nuswide_21 {what} are not "
+        f'in the lists named by data.list_files (first: {missing[0]}). List every '
+        'NUS-WIDE image with one of the 21 concepts, the queries included (for '
+        "example DeepHash-pytorch's test.txt and database.txt: "
+        "--config.data.list_files='test=test.txt,database=database.txt'), with paths "
+        'written as in its lists (images/<name>.jpg).'
+      )
+    found = np.array([position[p] for p in paths], np.int64)
+    wrong = np.flatnonzero((pool.labels[found] != labels).any(axis=1))
+    if len(wrong):
+      raise ValueError(
+        f'{len(wrong)} nuswide_21 {what} carry other labels in data.list_files than '
+        f"in DeepHash-pytorch's list (first: {paths[wrong[0]]})."
+      )
+    return np.sort(found)
+
+  if pool.labels.shape[1] != 21:
+    raise ValueError(
+      f'Protocol nuswide_21 needs the 21 NUS-WIDE labels, but the lists have '
+      f'{pool.labels.shape[1]}.'
+    )
+  train, query = find('train', 'training images'), find('test', 'queries')
+  every = np.array(sorted(set(position.values())), np.int64)
+  return {'train': train, 'query': query, 'database': every[~np.isin(every, query)]}
+
+
 def _lists(pool: Pool, seed: int) -> dict[str, np.ndarray]:
   del seed  # Fixed lists.
   position = first_positions(pool)
@@ -310,6 +392,24 @@ PROTOCOLS: dict[str, ProtocolSpec] = {
     "The lists as given: train, queries = 'test', database; mAP@ALL.",
     multi_label=True,
   ),
+  'cifar10-1': ProtocolSpec(
+    ('train', 'test'),
+    _cifar10_1,
+    None,
+    "DeepHash-pytorch's cifar10-1: dpfah_cifar10's draw of 100 queries and 500 "
+    'training images per class, with every image but the queries (the training '
+    'images included) as the database; mAP@ALL.',
+  ),
+  'nuswide_21': ProtocolSpec(
+    None,
+    _nuswide_21,
+    5000,
+    "DeepHash-pytorch's nuswide_21 lists (shipped): its 10,500 training images and "
+    '2,100 queries; the database is every listed image but the queries (the training '
+    'images included); mAP@5000.',
+    sources=('list_file',),
+    multi_label=True,
+  ),
   'nuswide21': ProtocolSpec(
     None,
     _nuswide21,
@@ -323,8 +423,36 @@ PROTOCOLS: dict[str, ProtocolSpec] = {
 }
 
 
+# The names DeepHash-pytorch (and the papers that use it) give the same protocols.
+ALIASES = {
+  'cifar10': 'dpfah_cifar10',
+  'cifar10-2': 'dah_cifar10',
+  'imagenet': 'imagenet100',
+}
+
+
+def canonical_name(name: str) -> str:
+  """The registered name of protocol `name` (an alias names another protocol)."""
+  return ALIASES.get(name, name)
+
+
 def get_protocol(name: str) -> ProtocolSpec:
-  return registry.lookup(PROTOCOLS, name, 'protocol')
+  aliased = {**PROTOCOLS, **{a: PROTOCOLS[t] for a, t in ALIASES.items()}}
+  return registry.lookup(aliased, name, 'protocol')
+
+
+def shuffled(splits: dict[str, np.ndarray], seed: int) -> dict[str, np.ndarray]:
+  """Each split in an order drawn with `seed` (`np.random.default_rng([seed, k])` for the
+  k-th split name in sorted order).
+
+  The protocols give their splits in pool order, which is class order for a folder per
+  class; the ranking breaks ties in Hamming distance by database position, so a sorted
+  database would put the first classes first within every group of equal distance.
+  """
+  return {
+    name: np.random.default_rng([seed, k]).permutation(splits[name])
+    for k, name in enumerate(sorted(splits))
+  }
 
 
 def load_or_create_splits(
@@ -335,7 +463,7 @@ def load_or_create_splits(
   if path and os.path.exists(path):
     with open(path) as f:
       saved = json.load(f)
-    if saved['protocol'] != protocol:
+    if canonical_name(saved['protocol']) != canonical_name(protocol):
       raise ValueError(
         f'{path} holds splits of protocol {saved["protocol"]!r}, not '
         f'{protocol!r}: use a fresh workdir for another protocol.'
@@ -351,12 +479,13 @@ def load_or_create_splits(
       name: np.array([position[i] for i in ids], dtype=np.int64)
       for name, ids in saved['splits'].items()
     }
-  splits = get_protocol(protocol).make_splits(pool, seed)
+  splits = shuffled(get_protocol(protocol).make_splits(pool, seed), seed)
   # Every process draws the same splits from the seed; process 0 records them.
   if path and jax.process_index() == 0:
     record = {
       'protocol': protocol,
       'seed': seed,
+      'order': 'shuffled',  # Each split in an order drawn with the seed (`shuffled`).
       'class_names': pool.class_names,
       'splits': {k: [pool.ids[i] for i in v] for k, v in splits.items()},
     }

@@ -66,7 +66,15 @@ def one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:
 
 
 def read_image(path: str) -> np.ndarray:
+  """An image file as HWC uint8 RGB, whatever its format says it is (a PNG named .jpg
+  is read as a PNG): grayscale and CMYK are converted, alpha dropped, and 16-bit and
+  32-bit integer images scaled to 8 bits (PIL's own conversion would clip them)."""
   with Image.open(path) as img:
+    if img.mode in ('I', 'I;16', 'I;16B', 'I;16L', 'I;16N'):
+      values = np.asarray(img, dtype=np.float64)
+      top = 65535.0 if img.mode != 'I' or values.max(initial=0) > 255 else 255.0
+      gray = np.clip(np.round(values * (255.0 / top)), 0, 255).astype(np.uint8)
+      return np.repeat(gray[..., None], 3, axis=-1)
     return np.asarray(img.convert('RGB'))
 
 
@@ -106,8 +114,11 @@ class ImageFolderSource:
   def __len__(self) -> int:
     return len(self.ids)
 
+  def path_of(self, index: int) -> str:
+    return os.path.join(self.root, self.ids[index])
+
   def load_image(self, index: int) -> np.ndarray:
-    return read_image(os.path.join(self.root, self.ids[index]))
+    return read_image(self.path_of(index))
 
 
 class TfdsSource:
@@ -357,6 +368,10 @@ class ListFileSource:
 
   def __len__(self) -> int:
     return len(self.ids)
+
+  def path_of(self, index: int) -> str:
+    path = os.path.join(self.root, self.ids[index])
+    return f'{path} (line {self._line_numbers[index]} of {self.list_file})'
 
   def load_image(self, index: int) -> np.ndarray:
     return read_image(self._path(index))
