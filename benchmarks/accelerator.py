@@ -53,7 +53,12 @@ _PIPELINE_STEPS = flags.DEFINE_integer('pipeline_steps', 10, 'Steps fed by the p
 _MAX_BATCH = flags.DEFINE_integer(
   'max_batch', 0, 'Largest batch tried (0: 8192 on accelerators, 2x the paper on CPU).'
 )
-_THREADS = flags.DEFINE_integer('num_threads', 16, 'Input pipeline threads.')
+_THREADS = flags.DEFINE_integer(
+  'num_threads', 16, 'Input pipeline threads (of each worker process with --num_workers).'
+)
+_WORKERS = flags.DEFINE_integer(
+  'num_workers', 0, 'Input worker processes (config.data.num_workers; 0: threads only).'
+)
 _TORCH = flags.DEFINE_boolean('torch', True, 'Also time torchvision when installed.')
 _OUTPUT = flags.DEFINE_string(
   'output',
@@ -68,7 +73,7 @@ def out_of_memory(error: Exception) -> bool:
   return 'RESOURCE_EXHAUSTED' in text or 'Out of memory' in text or 'out of memory' in text
 
 
-def config_of(setting: str, batch_size: int | None = None):
+def config_of(setting: str, batch_size: int | None = None, task: dict | None = None):
   import importlib  # pylint: disable=g-import-not-at-top
 
   module, dtype = SETTINGS[setting]
@@ -77,7 +82,8 @@ def config_of(setting: str, batch_size: int | None = None):
   config.model.dtype = dtype
   if batch_size:
     config.batch_size = batch_size
-  config.data.num_threads = _THREADS.value
+  config.data.num_threads = (task or {}).get('num_threads', _THREADS.value)
+  config.data.num_workers = (task or {}).get('num_workers', 0)
   return config
 
 
@@ -124,15 +130,17 @@ def fed_loop_seconds(config, step, state, n):
     start_step=0,
     num_steps=n + 1,
     num_threads=config.data.num_threads,
+    num_workers=config.data.num_workers,
     transform=config.data.transform,
     resize_size=config.data.resize_size,
   )
-  mesh = parallel.create_mesh()
-  state, metrics = step(state, parallel.global_batch(next(batches), mesh))
+  # As training feeds it: each batch sent to the devices while the step before runs.
+  batches = parallel.prefetch_to_mesh(batches, parallel.create_mesh())
+  state, metrics = step(state, next(batches))
   jax.block_until_ready(metrics)
   start = time.perf_counter()
-  for local in batches:
-    state, metrics = step(state, parallel.global_batch(local, mesh))
+  for batch in batches:
+    state, metrics = step(state, batch)
   jax.block_until_ready(metrics)
   return time.perf_counter() - start, state
 
@@ -148,13 +156,13 @@ def jax_worker(task: dict) -> dict:
   from dahjax import parallel  # pylint: disable=g-import-not-at-top
   from dahjax import state as state_lib  # pylint: disable=g-import-not-at-top
 
-  paper_batch = config_of(task['setting']).batch_size
+  paper_batch = config_of(task['setting'], task=task).batch_size
   platform = jax.devices()[0].platform
   limit = task['max_batch'] or (8192 if platform != 'cpu' else 2 * paper_batch)
   result = {'device': f'{jax.device_count()} x {jax.devices()[0].device_kind}', 'train': {}}
   batch_size, state = paper_batch, None
   while batch_size <= limit:
-    config = config_of(task['setting'], batch_size)
+    config = config_of(task['setting'], batch_size, task)
     try:
       step, state, batch = steps_lib.train_step_setup(config, batch_size)
       seconds, state = seconds_per_step(step, state, batch, task['steps'])
@@ -170,7 +178,7 @@ def jax_worker(task: dict) -> dict:
       row['idle_fraction'] = max(0.0, 1 - task['pipeline_steps'] * seconds / fed)
     result['train'][str(batch_size)] = row
     batch_size *= 2
-  config = config_of(task['setting'], paper_batch)
+  config = config_of(task['setting'], paper_batch, task)
   model = state_lib.create_model(config)
   mesh = parallel.create_mesh()
   variables = jax.device_put(
@@ -258,7 +266,11 @@ def main(argv):
     print('RESULT ' + json.dumps(result))
     return
   common = dict(
-    steps=_STEPS.value, pipeline_steps=_PIPELINE_STEPS.value, max_batch=_MAX_BATCH.value
+    steps=_STEPS.value,
+    pipeline_steps=_PIPELINE_STEPS.value,
+    max_batch=_MAX_BATCH.value,
+    num_threads=_THREADS.value,
+    num_workers=_WORKERS.value,
   )
   results = {}
   for setting in _SETTINGS.value:
@@ -272,7 +284,8 @@ def main(argv):
   body = table(results, torch_result)
   body += (
     f'\n\n{_STEPS.value} timed steps per batch size on synthetic images; the fed loop runs '
-    f'{_PIPELINE_STEPS.value} steps with {_THREADS.value} pipeline threads on the shipped '
+    f'{_PIPELINE_STEPS.value} steps with {_THREADS.value} pipeline threads and '
+    f'{_WORKERS.value} worker processes on the shipped '
     "CIFAR-10 subset (decoded and transformed to the setting's size); device idle = "
     '1 - steps x step time / fed loop time.'
   )
