@@ -31,8 +31,9 @@ def train_step_setup(config, batch_size: int):
   """(jitted train step, replicated state, sharded batch of random images).
 
   The project's own `train.make_train_step` and `state.create_train_state` for
-  `config`, with `batch_size` random images of `config.data.image_size` pixels and
-  one-hot labels cycling through the classes.
+  `config`, with `batch_size` random uint8 images of `config.data.image_size` pixels
+  and their flip flags (what the input pipeline sends), and one-hot labels cycling
+  through the classes.
   """
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
@@ -51,7 +52,11 @@ def train_step_setup(config, batch_size: int):
     np.arange(batch_size) % config.model.num_classes
   ]
   batch = parallel.global_batch(
-    {'image': rng.random((batch_size, size, size, 3), dtype=np.float32), 'label': labels},
+    {
+      'image': rng.integers(0, 256, (batch_size, size, size, 3), dtype=np.uint8),
+      'flip': rng.random(batch_size) < 0.5,
+      'label': labels,
+    },
     mesh,
   )
   return train.make_train_step(config), state, batch

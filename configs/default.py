@@ -25,6 +25,9 @@ def get_config() -> ml_collections.ConfigDict:
       # dah_resnet30: 'linear' replaces the shrink sigmoid with an unconstrained layer (a
       # diagnostic of what the shrink sigmoid costs the classifier; not DAH).
       hash_layer='shrink_sigmoid',
+      # dah_resnet30: what the classifier reads, 'codes' (DAH) or 'centered' 4 (h - 1/2)
+      # (not in the paper; dahjax/models/heads.py says why it trains faster).
+      classifier_input='codes',
       stem='imagenet',  # dpfah_resnet18: 'cifar' is a 3x3/1 stem for 32 px inputs.
       pfa_lambda=1e-4,  # dpfah_resnet18: lambda of PFA (DPFAH eq. 8).
       conv_impl='auto',  # 'auto': shifted slices on the CPU, XLA's conv elsewhere.
@@ -94,7 +97,10 @@ def get_config() -> ml_collections.ConfigDict:
       list_files='',
       class_names_file='',
       imagenet100_config='resized256',  # source='imagenet100': 'resized256' or 'original'.
-      num_threads=4,
+      num_threads=4,  # Input threads of each process (of each worker with num_workers).
+      # > 0: images are decoded in this many worker processes (grain's mp_prefetch), what
+      # an accelerator host needs; 0: in threads of the training process.
+      num_workers=0,
       # An unreadable image: 'skip' replaces it in training and leaves it out of
       # evaluation, logging it; 'error' stops at the first one (dahjax/data/bad_images.py).
       bad_images='skip',

@@ -41,6 +41,7 @@ _RUN_FIELDS = (
   'model.attention',
   'model.stem',
   'model.hash_layer',
+  'model.classifier_input',
   'loss_name',
   'data.protocol',
   'data.source',

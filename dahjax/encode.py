@@ -26,16 +26,17 @@ def encode_chunk_size(chunk_size: int) -> int | None:
 def make_encoder(
   model, mesh, chunk_size: int | None = None, with_predictions: bool = False
 ):
-  """A jitted function (variables, images) -> 0/1 uint8 codes.
+  """A jitted function (variables, images) -> 0/1 uint8 codes; images are uint8 (or
+  float32 in [0, 1]), turned into the model's input on the device.
 
-  Images are placed sharded on the mesh's 'data' axis; variables should be replicated
-  on the mesh (`jax.device_put(variables, parallel.replicated(mesh))`). Each device
-  runs its rows in chunks of `chunk_size` (None: all at once), the last one padded.
-  With `with_predictions` it returns (codes, the classifier's top class [n] int32).
+    Images are placed sharded on the mesh's 'data' axis; variables should be replicated
+    on the mesh (`jax.device_put(variables, parallel.replicated(mesh))`). Each device
+    runs its rows in chunks of `chunk_size` (None: all at once), the last one padded.
+    With `with_predictions` it returns (codes, the classifier's top class [n] int32).
   """
 
   def codes(variables, images):
-    out = model.apply(variables, images, train=False)
+    out = model.apply(variables, pipeline.model_input(images), train=False)
     binary = model.binary_codes(out['hash'])
     if with_predictions:
       return binary, jnp.argmax(out['logits'], axis=-1).astype(jnp.int32)
@@ -87,6 +88,7 @@ def encode_split(
   batch_size: int,
   image_size: int,
   num_threads: int,
+  num_workers: int = 0,
   name: str = 'images',
   progress_every: float = 5.0,
   transform: str = 'resize',
@@ -111,6 +113,7 @@ def encode_split(
     batch_size=batch_size // jax.process_count(),
     image_size=image_size,
     num_threads=num_threads,
+    num_workers=num_workers,
     transform=transform,
     resize_size=resize_size,
     bad_images=bad_images,

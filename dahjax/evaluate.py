@@ -37,6 +37,7 @@ def _encode_settings(config: ml_collections.ConfigDict) -> dict[str, Any]:
     batch_size=-(-config.eval.batch_size // unit) * unit,
     image_size=config.data.image_size,
     num_threads=config.data.num_threads,
+    num_workers=config.data.num_workers,
     transform=config.data.transform,
     resize_size=config.data.resize_size,
     bad_images=config.data.bad_images,

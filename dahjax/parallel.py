@@ -13,6 +13,8 @@ pod slices, Slurm and Open MPI, or given explicitly for a local run
 (`global_batch`).
 """
 
+import collections
+from collections.abc import Iterator
 import glob
 import importlib.util
 import os
@@ -132,3 +134,17 @@ def global_batch(local: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Arra
   """Assembles each process's rows into global arrays sharded on 'data'."""
   sharding = data_sharding(mesh)
   return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), local)
+
+
+def prefetch_to_mesh(
+  batches: Iterator[dict[str, np.ndarray]], mesh: Mesh, size: int = 2
+) -> Iterator[dict[str, jax.Array]]:
+  """`global_batch` of each of `batches`, `size` batches ahead: transfers to the
+  devices are asynchronous, so the next batches travel while the current step runs."""
+  queue = collections.deque()
+  for local in batches:
+    queue.append(global_batch(local, mesh))
+    if len(queue) >= size:
+      yield queue.popleft()
+  while queue:
+    yield queue.popleft()

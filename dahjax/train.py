@@ -47,7 +47,7 @@ def loss_and_grads(
   def compute_loss(params):
     outputs, updates = state.apply_fn(
       {'params': params, 'batch_stats': state.batch_stats},
-      batch['image'],
+      pipeline.model_input(batch['image'], batch.get('flip')),
       train=True,
       mutable=['batch_stats'],
     )
@@ -65,7 +65,8 @@ def train_step(
   loss_kwargs: dict[str, Any],
   schedules: dict[str, Callable[[jax.Array], jax.Array]] | None = None,
 ) -> tuple[state_lib.TrainState, dict[str, jax.Array]]:
-  """One optimisation step on a global batch {'image', 'label'}; returns metrics.
+  """One optimisation step on a global batch {'image', 'label'} (and optionally 'flip',
+  see `pipeline.model_input`; images uint8 or float32 in [0, 1]); returns metrics.
 
   `schedules` maps loss hyper-parameters to functions of the step (optax schedules):
   their values at this step join `loss_kwargs` and the metrics.
@@ -275,11 +276,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     process_index=jax.process_index(),
     process_count=jax.process_count(),
     num_threads=config.data.num_threads,
+    num_workers=config.data.num_workers,
     transform=config.data.transform,
     resize_size=config.data.resize_size,
     bad_images=config.data.bad_images,
     bad_image_log=bad_log,
   )
+  # Each batch is sent to the devices while the step before it runs.
+  device_batches = parallel.prefetch_to_mesh(batches, mesh)
   writer = progress.MetricWriter(workdir)
   log = progress.ProgressLog(writer, total_steps, config.batch_size, start_step)
   curve = None
@@ -298,7 +302,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   history = []  # Metrics of the steps since the last check, on the device.
   try:
     for step in range(start_step + 1, total_steps + 1):
-      state, metrics = step_fn(state, parallel.global_batch(next(batches), mesh))
+      state, metrics = step_fn(state, next(device_batches))
       history.append(metrics)
       if step == start_step + 1:  # It compiled: measure speed from here.
         jax.block_until_ready(metrics)

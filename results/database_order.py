@@ -23,7 +23,8 @@ def main(paths):
     q, ql = codes['query_codes'], codes['query_labels']
     d, dl = codes['database_codes'], codes['database_labels']
     orders = [('stored', np.arange(len(d)))] + [
-      (f'shuffled (seed {s})', np.random.default_rng(s).permutation(len(d))) for s in range(3)
+      (f'shuffled (seed {s})', np.random.default_rng(s).permutation(len(d)))
+      for s in range(3)
     ]
     for name, order in orders:
       m = retrieval.retrieval_metrics(q, d[order], ql, dl[order], precision_at=None)

@@ -139,7 +139,7 @@ def test_train_batches_with_bad_images_do_not_depend_on_processes(broken_folder,
   kw = dict(image_size=32, random_flip=True, seed=0, start_step=0, num_steps=8)
   log = bad_images.BadImageLog(pool, str(tmp_path))
   full = list(pipeline.train_dataset(pool, sampler, bad_image_log=log, **kw))
-  assert set(full[0]) == {'image', 'label'}
+  assert set(full[0]) == {'image', 'flip', 'label'}
   # 8 steps x 2 per class is 2 epochs of 8 images per class: each bad image twice.
   assert log.replaced == 4
   listed = [l.split('\t')[0] for l in open(tmp_path / bad_images.LIST_FILE)]
@@ -154,7 +154,7 @@ def test_train_batches_with_bad_images_do_not_depend_on_processes(broken_folder,
     for p in range(2)
   ]
   for step in range(8):
-    for key in ('image', 'label'):
+    for key in ('image', 'flip', 'label'):
       np.testing.assert_array_equal(
         np.concatenate([halves[0][step][key], halves[1][step][key]]), full[step][key]
       )
@@ -211,6 +211,7 @@ def test_run_with_bad_images_finishes_and_leaves_them_out(
 
 
 def test_error_policy_stops_with_one_line(broken_folder, tiny_folder, tmp_path):
+  """Raised in an input worker process, the error reaches the trainer as one line."""
   folder, broken = broken_folder
   from tests.parallel_test import tiny_flags  # pylint: disable=g-import-not-at-top
 
@@ -218,7 +219,7 @@ def test_error_policy_stops_with_one_line(broken_folder, tiny_folder, tmp_path):
     [sys.executable, '-m', 'dahjax.main', '--config', 'configs/default.py']
     + ['--workdir', str(tmp_path / 'run')]
     + tiny_flags(folder, 8)
-    + ['--config.data.bad_images=error'],
+    + ['--config.data.bad_images=error', '--config.data.num_workers=2'],
     cwd=ROOT,
     env=dict(os.environ, JAX_PLATFORMS='cpu'),
     capture_output=True,

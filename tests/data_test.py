@@ -140,8 +140,8 @@ def test_train_dataset_is_deterministic_and_resumable(tiny_folder):
   for a, b in zip(full[4:], resumed):
     np.testing.assert_array_equal(a['image'], b['image'])
     np.testing.assert_array_equal(a['label'], b['label'])
-  assert full[0]['image'].shape == (6, 32, 32, 3) and full[0]['image'].dtype == np.float32
-  assert 0.0 <= full[0]['image'].min() and full[0]['image'].max() <= 1.0
+  assert full[0]['image'].shape == (6, 32, 32, 3) and full[0]['image'].dtype == np.uint8
+  assert full[0]['flip'].shape == (6,) and full[0]['flip'].dtype == bool
   np.testing.assert_array_equal(full[0]['label'].sum(0), [2, 2, 2])
   # Two processes each read half of every global batch.
   halves = [
@@ -167,7 +167,7 @@ def test_eval_batches_pad_and_keep_order(tiny_folder):
   assert all(images.shape == (5, 32, 32, 3) for images, _, _ in batches)
   assert all(readable.all() for _, _, readable in batches)
   np.testing.assert_array_equal(
-    batches[1][0][0], pipeline.to_model_input(pool.load_image(idx[5]), 32)
+    batches[1][0][0], pipeline.resize_square(pool.load_image(idx[5]), 32)
   )
 
 
@@ -561,3 +561,33 @@ def test_nuswide_21_takes_deephash_pytorchs_lists(tmp_path):
     _write_image(str(tmp_path / path))
   with pytest.raises(FileNotFoundError, match=r'2,100 nuswide_21 queries.*test.txt'):
     input_data.prepare(config, None)
+
+
+def test_worker_processes_give_the_same_batches(tiny_folder):
+  from absl import flags  # pylint: disable=g-import-not-at-top
+
+  if not flags.FLAGS.is_parsed():  # grain's workers read absl flags.
+    flags.FLAGS.mark_as_parsed()
+  pool = protocols.build_pool('image_folder', tiny_folder, ('train', 'test'))
+  sampler = pipeline.make_sampler(
+    'class_balanced',
+    labels=pool.labels,
+    indices=pool.indices_of('train'),
+    batch_size=6,
+    seed=0,
+  )
+  kw = dict(image_size=32, random_flip=True, seed=0, start_step=1, num_steps=7)
+  threads = list(pipeline.train_dataset(pool, sampler, num_threads=2, **kw))
+  workers = list(pipeline.train_dataset(pool, sampler, num_workers=2, num_threads=1, **kw))
+  assert len(threads) == len(workers) == 6
+  for a, b in zip(threads, workers):
+    for key in ('image', 'flip', 'label'):
+      np.testing.assert_array_equal(a[key], b[key])
+  idx = pool.indices_of('test')
+  kw = dict(batch_size=5, image_size=32)
+  for a, b in zip(
+    pipeline.eval_batches(pool, idx, **kw),
+    pipeline.eval_batches(pool, idx, num_workers=2, **kw),
+  ):
+    np.testing.assert_array_equal(a[0], b[0])
+    assert a[1:2] == b[1:2]

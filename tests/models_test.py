@@ -178,3 +178,24 @@ def test_resnet18_codes_and_bad_options():
     models.create_model('dpfah_resnet18', stem='tiny')
   with pytest.raises(ValueError, match='stem, every_block, none'):
     models.create_model('dpfah_resnet18', attention='cbam')
+
+
+def test_centered_classifier_input_is_an_affine_reparameterisation():
+  """Reading 4 (h - 1/2) with weights W and bias b gives the logits of reading h with
+  4 W and b - 2 sum_k W_k: the same classifiers, only their parameterisation differs."""
+  features = jnp.asarray(np.random.default_rng(0).normal(size=(5, 16)), jnp.float32)
+  centered = heads.ShrinkSigmoidHashHead(bits=6, num_classes=3, classifier_input='centered')
+  params = centered.init(jax.random.key(1), features)
+  out = centered.apply(params, features)
+  w = params['params']['classifier']['kernel']
+  b = params['params']['classifier']['bias']
+  plain = heads.ShrinkSigmoidHashHead(bits=6, num_classes=3)
+  moved = jax.tree.map(lambda x: x, params)
+  moved['params']['classifier'] = {'kernel': 4 * w, 'bias': b - 2 * w.sum(axis=0)}
+  again = plain.apply(moved, features)
+  np.testing.assert_allclose(again['hash'], out['hash'], rtol=0, atol=0)
+  np.testing.assert_allclose(again['logits'], out['logits'], rtol=1e-5, atol=1e-5)
+  h = np.asarray(out['hash'])
+  np.testing.assert_allclose(out['logits'], (4 * (h - 0.5)) @ w + b, rtol=1e-5, atol=1e-5)
+  with pytest.raises(ValueError, match='classifier_input.*codes, centered'):
+    models.create_model('dah_resnet30', classifier_input='scaled')

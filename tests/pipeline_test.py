@@ -1,5 +1,7 @@
-"""Tests of the training and evaluation transforms."""
+"""Tests of the training and evaluation transforms, and of the model input made from
+them on the device."""
 
+import jax
 import numpy as np
 from PIL import Image
 import pytest
@@ -25,26 +27,24 @@ def test_imagenet_eval_is_central_crop_of_resize_256():
   got = pipeline.eval_transform(img, transform='imagenet_crop', image_size=224)
   resized = np.asarray(Image.fromarray(img).resize((341, 256), Image.BILINEAR))
   top, left = (256 - 224) // 2, (341 - 224) // 2
-  np.testing.assert_array_equal(
-    got, resized[top : top + 224, left : left + 224].astype(np.float32) / 255.0
-  )
-  assert got.dtype == np.float32
+  np.testing.assert_array_equal(got, resized[top : top + 224, left : left + 224])
+  assert got.dtype == np.uint8
 
 
 def test_imagenet_train_crop_is_a_window_of_the_resized_image():
   img = photo()
-  resized = pipeline.resize_shorter(img, 256).astype(np.float32) / 255.0
+  resized = pipeline.resize_shorter(img, 256)
   seen_flip = set()
   for seed in range(12):
-    out = pipeline.train_transform(
+    out, flip = pipeline.train_transform(
       img,
       transform='imagenet_crop',
       image_size=224,
       random_flip=False,
       rng=np.random.default_rng(seed),
     )
-    assert out.shape == (224, 224, 3)
-    again = pipeline.train_transform(
+    assert out.shape == (224, 224, 3) and out.dtype == np.uint8
+    again, flip_again = pipeline.train_transform(
       img,
       transform='imagenet_crop',
       image_size=224,
@@ -52,19 +52,17 @@ def test_imagenet_train_crop_is_a_window_of_the_resized_image():
       rng=np.random.default_rng(seed),
     )
     np.testing.assert_array_equal(out, again)  # A function of the rng alone.
-    found = None
-    for flipped, cand in ((False, out), (True, out[:, ::-1])):
-      for top in range(resized.shape[0] - 223):
-        left = np.flatnonzero(np.all(resized[top, :, :] == cand[0, 0], axis=-1))
-        for l in left:
-          if l + 224 <= resized.shape[1] and np.array_equal(
-            resized[top : top + 224, l : l + 224], cand
-          ):
-            found = flipped
-      if found is not None:
-        break
-    assert found is not None
-    seen_flip.add(found)
+    assert flip == flip_again
+    found = False
+    for top in range(resized.shape[0] - 223):
+      left = np.flatnonzero(np.all(resized[top, :, :] == out[0, 0], axis=-1))
+      for l in left:
+        if l + 224 <= resized.shape[1] and np.array_equal(
+          resized[top : top + 224, l : l + 224], out
+        ):
+          found = True
+    assert found
+    seen_flip.add(flip)
   assert seen_flip == {False, True}  # Flips happen, and not always.
 
 
@@ -80,29 +78,52 @@ def test_cifar_crop_pads_four_pixels():
     )
     for s in range(20)
   ]
-  padded = np.pad(img.astype(np.float32) / 255.0, ((4, 4), (4, 4), (0, 0)))
-  for out in outs:
-    assert out.shape == (32, 32, 3)
-    ok = any(
-      np.array_equal(cand, padded[t : t + 32, l : l + 32])
-      for cand in (out, out[:, ::-1])
+  padded = np.pad(img, ((4, 4), (4, 4), (0, 0)))
+  for out, _ in outs:
+    assert out.shape == (32, 32, 3) and out.dtype == np.uint8
+    assert any(
+      np.array_equal(out, padded[t : t + 32, l : l + 32])
       for t in range(9)
       for l in range(9)
     )
-    assert ok
-  assert any(np.any(o == 0) for o in outs)  # Some crops show the zero padding.
+  assert any(np.any(o == 0) for o, _ in outs)  # Some crops show the zero padding.
+  assert {f for _, f in outs} == {False, True}
   np.testing.assert_array_equal(
-    pipeline.eval_transform(img, transform='cifar_crop', image_size=32),
-    img.astype(np.float32) / 255.0,
+    pipeline.eval_transform(img, transform='cifar_crop', image_size=32), img
   )
 
 
 def test_resize_transform_flip_follows_rng_and_flag():
   img = photo(32, 32)
-  out = pipeline.train_transform(
+  out, flip = pipeline.train_transform(
     img, transform='resize', image_size=32, random_flip=False, rng=np.random.default_rng(0)
   )
-  np.testing.assert_array_equal(out, img.astype(np.float32) / 255.0)
+  np.testing.assert_array_equal(out, img)
+  assert flip is False
+  flips = {
+    pipeline.train_transform(
+      img, transform='resize', image_size=32, random_flip=True, rng=np.random.default_rng(s)
+    )[1]
+    for s in range(20)
+  }
+  assert flips == {False, True}
+
+
+def test_model_input_on_the_device_equals_the_float_path_on_the_host():
+  """uint8 / 255 and the mirror image, computed in the jitted step, are the float32
+  images the host made before (x.astype(float32) / 255, then [:, ::-1]) to within one
+  rounding step (XLA's CPU division is not always correctly rounded)."""
+  images = np.stack([photo(32, 32, seed=s) for s in range(6)])
+  images[0, 0, 0] = [0, 255, 128]  # The extremes.
+  flip = np.array([True, False, True, True, False, False])
+  host = images.astype(np.float32) / 255.0
+  host = np.stack([h[:, ::-1] if f else h for h, f in zip(host, flip)])
+  device = np.asarray(jax.jit(pipeline.model_input)(images, flip))
+  assert device.dtype == np.float32
+  np.testing.assert_array_max_ulp(device, host, maxulp=1)
+  assert np.all((host == 0) == (device == 0)) and np.all((host == 1) == (device == 1))
+  # Float images pass unchanged; without flags nothing is mirrored.
+  np.testing.assert_array_equal(np.asarray(jax.jit(pipeline.model_input)(host)), host)
 
 
 def test_unknown_transform():

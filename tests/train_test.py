@@ -154,7 +154,12 @@ def test_grad_clip_norm_clips_before_the_optimizer():
   [
     ('model_name', 'resnet99', ValueError, 'valid models: dah_resnet30, dpfah_resnet18'),
     ('loss_name', 'triplet', ValueError, 'valid losses: dah, dpfah'),
-    ('data.protocol', 'nus', ValueError, 'valid protocols: dah_cifar10'),
+    (
+      'data.protocol',
+      'nus',
+      ValueError,
+      'valid protocols: cifar10, cifar10-1, cifar10-2, dah_cifar10',
+    ),
     (
       'data.source',
       'hub',

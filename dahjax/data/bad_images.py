@@ -4,7 +4,8 @@ Real collections hold truncated downloads, empty files, text saved as `.jpg` and
 no decoder knows. `config.data.bad_images` says what happens on meeting one:
 
   'skip'   (default) training replaces it by a substitute, the next readable training
-           image of the same labels in the pool's order (any label when none is left),
+           image of the same labels in the training split's order (any label when none
+           is left),
            so the substitute is a function of the image alone: the same on every epoch,
            resume and process count, and the batch keeps its class balance. Its path is
            logged once, and the replacements are counted in metrics.jsonl. Evaluation
@@ -37,6 +38,9 @@ class BadImageError(ValueError):
       'them out of evaluation.'
     )
     self.location, self.reason = location, reason
+
+  def __reduce__(self):  # Raised in an input worker process, re-raised in the trainer.
+    return type(self), (self.location, self.reason)
 
 
 def check_policy(policy: str) -> None:
@@ -87,6 +91,15 @@ class TrainLoader:
     self._lock = threading.Lock()
     self._unreadable: set[int] = set()
     self._substitutes: dict[int, int] = {}
+
+  def __getstate__(self):  # Sent to input worker processes: a lock does not pickle.
+    state = dict(self.__dict__)
+    del state['_lock']
+    return state
+
+  def __setstate__(self, state):
+    self.__dict__.update(state)
+    self._lock = threading.Lock()
 
   def candidates(self, index: int):
     """Training images in the order tried as substitutes for `index`: those with the

@@ -3,7 +3,10 @@
 Training batches are a pure function of (seed, step): the sampler gives the global
 batch's pool indices for a step, each process loads its own contiguous slice of it, and
 a restarted run starting at step s sees exactly the batches an uninterrupted run would.
-Images are decoded and preprocessed by grain in threads.
+Images are decoded, resized and cropped by grain, in threads of the training process or
+in worker processes (`num_workers`), each making whole batches; the batches leave the
+host as uint8 with a flip flag per image, and `model_input` scales and mirrors them on
+the device inside the jitted step.
 """
 
 from collections.abc import Iterator
@@ -11,6 +14,8 @@ import functools
 from typing import Protocol
 
 import grain
+import jax
+import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
@@ -142,13 +147,35 @@ def make_sampler(
   return build(labels, indices, batch_size, seed)
 
 
-def to_model_input(image: np.ndarray, image_size: int) -> np.ndarray:
-  """uint8 HWC -> float32 [0, 1] at image_size x image_size (resized only if needed)."""
+def resize_square(image: np.ndarray, image_size: int) -> np.ndarray:
+  """uint8 HWC resized to image_size x image_size (bilinear), only if needed."""
   if image.shape[:2] != (image_size, image_size):
     image = np.asarray(
       Image.fromarray(image).resize((image_size, image_size), Image.BILINEAR)
     )
-  return image.astype(np.float32) / 255.0
+  return image
+
+
+def to_model_input(image: np.ndarray, image_size: int) -> np.ndarray:
+  """uint8 HWC -> float32 [0, 1] at image_size x image_size, on the host: what
+  `model_input` computes on the device from `resize_square`'s uint8 image."""
+  return resize_square(image, image_size).astype(np.float32) / 255.0
+
+
+def model_input(images: jax.Array, flip: jax.Array | None = None) -> jax.Array:
+  """The model's input, computed on the device inside the jitted step: uint8 images
+  [b, H, W, 3] to float32 in [0, 1] (float images pass unchanged), each image mirrored
+  left-right where `flip` [b] is true.
+
+  The host sends uint8 images (a quarter of float32's bytes) and a flip flag per image.
+  The result is what the host computed before (x / 255 in float32, then the mirror
+  image) within one float32 rounding step: XLA's CPU division is not always correctly
+  rounded.
+  """
+  x = images.astype(jnp.float32) / 255.0 if images.dtype == jnp.uint8 else images
+  if flip is not None:
+    x = jnp.where(flip[:, None, None, None], x[:, :, ::-1], x)
+  return x
 
 
 def resize_shorter(image: np.ndarray, size: int) -> np.ndarray:
@@ -163,16 +190,16 @@ def resize_shorter(image: np.ndarray, size: int) -> np.ndarray:
 
 
 def _crop(image: np.ndarray, top: int, left: int, size: int) -> np.ndarray:
-  return image[top : top + size, left : left + size]
+  return np.ascontiguousarray(image[top : top + size, left : left + size])
 
 
-def _flip(image: np.ndarray, flip: bool) -> np.ndarray:
-  return np.ascontiguousarray(image[:, ::-1] if flip else image)
+# Training transforms: (uint8 HWC image, ...) -> (uint8 [size, size, 3], flip). The
+# random draws (crop position, then flip) are made in a fixed order from `rng`.
 
 
 def _resize_train(image, *, image_size, random_flip, rng, resize_size):
   del resize_size
-  return _flip(to_model_input(image, image_size), random_flip and rng.random() < 0.5)
+  return resize_square(image, image_size), bool(random_flip and rng.random() < 0.5)
 
 
 def _imagenet_crop_train(image, *, image_size, random_flip, rng, resize_size):
@@ -180,27 +207,26 @@ def _imagenet_crop_train(image, *, image_size, random_flip, rng, resize_size):
   image = resize_shorter(image, resize_size)
   top = rng.integers(0, image.shape[0] - image_size + 1)
   left = rng.integers(0, image.shape[1] - image_size + 1)
-  out = _crop(image, top, left, image_size).astype(np.float32) / 255.0
-  return _flip(out, rng.random() < 0.5)
+  return _crop(image, top, left, image_size), bool(rng.random() < 0.5)
 
 
 def _cifar_crop_train(image, *, image_size, random_flip, rng, resize_size):
   del random_flip, resize_size
-  padded = np.pad(to_model_input(image, image_size), ((4, 4), (4, 4), (0, 0)))
+  padded = np.pad(resize_square(image, image_size), ((4, 4), (4, 4), (0, 0)))
   top, left = rng.integers(0, 9, size=2)
-  return _flip(_crop(padded, top, left, image_size), rng.random() < 0.5)
+  return _crop(padded, top, left, image_size), bool(rng.random() < 0.5)
 
 
 def _central_crop_eval(image, *, image_size, resize_size):
   image = resize_shorter(image, resize_size)
   top = (image.shape[0] - image_size) // 2
   left = (image.shape[1] - image_size) // 2
-  return _crop(image, top, left, image_size).astype(np.float32) / 255.0
+  return _crop(image, top, left, image_size)
 
 
 def _resize_eval(image, *, image_size, resize_size):
   del resize_size
-  return to_model_input(image, image_size)
+  return resize_square(image, image_size)
 
 
 # name -> (training preprocessing, its deterministic evaluation counterpart).
@@ -229,15 +255,16 @@ def train_transform(
   random_flip: bool,
   rng: np.random.Generator,
   resize_size: int = 256,
-) -> np.ndarray:
-  """Training preprocessing of a uint8 HWC image to float32 [0, 1] [size, size, 3].
+) -> tuple[np.ndarray, bool]:
+  """Training preprocessing of a uint8 HWC image: (uint8 [size, size, 3], flip).
 
   'resize': resize to image_size, flip if `random_flip` (DAH).
   'imagenet_crop': resize the shorter side to `resize_size`, random image_size crop,
     random flip (DPFAH at 224 px, Sec. 4.2).
   'cifar_crop': zero-pad 4 pixels, random image_size crop, random flip (DPFAH's 32 px
     variant with the CIFAR stem).
-  The model normalises its input itself.
+  The mirror image is taken on the device (`model_input`, with the [0, 1] scaling), and
+  the model normalises its input itself.
   """
   train_fn, _ = registry.lookup(TRANSFORMS, transform, 'transform')
   return train_fn(
@@ -248,13 +275,30 @@ def train_transform(
 def eval_transform(
   image: np.ndarray, *, transform: str, image_size: int, resize_size: int = 256
 ) -> np.ndarray:
-  """Evaluation preprocessing: a deterministic counterpart of `train_transform`.
+  """Evaluation preprocessing to uint8 [size, size, 3]: a deterministic counterpart of
+  `train_transform`.
 
   'imagenet_crop' resizes the shorter side to `resize_size` and takes the central
   image_size crop; 'resize' and 'cifar_crop' resize to image_size (if needed).
   """
   _, eval_fn = registry.lookup(TRANSFORMS, transform, 'transform')
   return eval_fn(image, image_size=image_size, resize_size=resize_size)
+
+
+def _read_options(num_threads: int, buffer: int) -> grain.ReadOptions:
+  return grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=buffer)
+
+
+def _in_workers(ds: grain.IterDataset, num_workers: int) -> grain.IterDataset:
+  """`ds` computed in `num_workers` processes (grain's `mp_prefetch`; 0: in this one).
+
+  Each worker computes every num_workers-th element (a whole batch) of the MapDataset
+  before `to_iter_dataset`, and they are read back in order, so the batches do not
+  depend on the number of workers.
+  """
+  if num_workers <= 0:
+    return ds
+  return ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers))
 
 
 def train_dataset(
@@ -269,18 +313,22 @@ def train_dataset(
   process_index: int = 0,
   process_count: int = 1,
   num_threads: int = 4,
+  num_workers: int = 0,
   transform: str = 'resize',
   resize_size: int = 256,
   bad_images: str = 'skip',
   bad_image_log: bad_images_lib.BadImageLog | None = None,
 ) -> Iterator[dict[str, np.ndarray]]:
-  """Batches {'image': float32 [b, H, W, 3], 'label': float32 [b, C]} for steps [start, num).
+  """Batches {'image': uint8 [b, H, W, 3], 'flip': bool [b], 'label': float32 [b, C]}
+  for steps [start, num); `model_input` turns image and flip into the model's input on
+  the device.
 
   Each process gets rows [p * b, (p + 1) * b) of every global batch, b = batch / processes.
   Random crops and flips are drawn from (seed, step, image index), so they too are the
-  same after a restart. An unreadable image is replaced by its substitute (`bad_images`
-  'skip', see `bad_images.TrainLoader`), which `bad_image_log` records as the batch is
-  taken, or raises `bad_images.BadImageError` ('error').
+  same after a restart, and for any number of `num_workers` processes (0: `num_threads`
+  threads of this process) or threads. An unreadable image is replaced by its
+  substitute (`bad_images` 'skip', see `bad_images.TrainLoader`), which `bad_image_log`
+  records as the batch is taken, or raises `bad_images.BadImageError` ('error').
   """
   local = sampler.batch_size // process_count
   loader = bad_images_lib.TrainLoader(pool, sampler.indices, bad_images)
@@ -288,7 +336,7 @@ def train_dataset(
   def load(position: int) -> dict[str, np.ndarray]:
     step, row = divmod(position, local)
     index = sampler.batch_indices(step)[process_index * local + row]
-    image, used, replaced = loader.load(
+    (image, flip), used, replaced = loader.load(
       index,
       functools.partial(
         train_transform,
@@ -301,16 +349,19 @@ def train_dataset(
     )
     return {
       'image': image,
+      'flip': np.bool_(flip),
       'label': pool.labels[used].astype(np.float32),
       'replaced': np.int64(replaced),
       'substitute': np.int64(used),
     }
 
   ds = grain.MapDataset.range(start_step * local, num_steps * local).map(load)
-  ds = ds.to_iter_dataset(
-    grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=4 * local)
+  # Batched before the iterator: a worker (or thread) makes whole batches.
+  ds = ds.batch(local, drop_remainder=True)
+  ds = _in_workers(
+    ds.to_iter_dataset(_read_options(num_threads, 2 * num_threads)), num_workers
   )
-  for batch in ds.batch(local, drop_remainder=True):
+  for batch in ds:
     replaced, substitutes = batch.pop('replaced'), batch.pop('substitute')
     if bad_image_log is not None:
       bad_image_log.note(replaced, substitutes)
@@ -324,12 +375,14 @@ def eval_batches(
   batch_size: int,
   image_size: int,
   num_threads: int = 4,
+  num_workers: int = 0,
   transform: str = 'resize',
   resize_size: int = 256,
   bad_images: str = 'skip',
 ) -> Iterator[tuple[np.ndarray, int, np.ndarray]]:
-  """Yields (images [batch_size, H, W, 3], number of real rows, readable [batch_size]
-  bool) over `indices` in order.
+  """Yields (uint8 images [batch_size, H, W, 3], number of real rows, readable
+  [batch_size] bool) over `indices` in order, read by `num_workers` processes (0:
+  `num_threads` threads of this process).
 
   The last batch is padded by repeating its last image so every batch has one shape.
   An unreadable image is a zero image marked unreadable (`bad_images` 'skip'), for the
@@ -350,16 +403,19 @@ def eval_batches(
       return image, True
     if bad_images == 'error':
       raise bad_images_lib.BadImageError(pool.location(int(i)), reason)
-    return np.zeros(shape, np.float32), False
+    return np.zeros(shape, np.uint8), False
 
-  ds = grain.MapDataset.source(np.asarray(indices)).map(load)
-  it = iter(
-    ds.to_iter_dataset(
-      grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=2 * batch_size)
-    )
+  n = len(indices)
+  # The last batch padded by repeating the last index, so batches are made whole.
+  padded = np.concatenate([indices, np.repeat(indices[-1:], -n % batch_size)])
+
+  def load_batch(start: int):
+    rows = [load(i) for i in padded[start : start + batch_size]]
+    return np.stack([r[0] for r in rows]), np.array([r[1] for r in rows])
+
+  ds = grain.MapDataset.source(np.arange(0, n, batch_size)).map(load_batch)
+  ds = _in_workers(
+    ds.to_iter_dataset(_read_options(num_threads, 2 * num_threads)), num_workers
   )
-  for start in range(0, len(indices), batch_size):
-    rows = [next(it) for _ in range(min(batch_size, len(indices) - start))]
-    n = len(rows)
-    rows += [rows[-1]] * (batch_size - n)
-    yield np.stack([r[0] for r in rows]), n, np.array([r[1] for r in rows])
+  for start, (images, readable) in zip(range(0, n, batch_size), ds):
+    yield images, min(batch_size, n - start), readable

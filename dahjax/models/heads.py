@@ -86,6 +86,9 @@ def shrink_sigmoid_codes(h: jax.Array) -> jax.Array:
 
 
 HASH_LAYERS = ('shrink_sigmoid', 'linear')
+# What DAH's classifier reads: the codes h (Table 1), or 4 (h - 1/2), the same codes
+# centred and stretched to (-1, 1) (not in the paper; see ShrinkSigmoidHashHead).
+CLASSIFIER_INPUTS = ('codes', 'centered')
 
 
 class ShrinkSigmoidHashHead(nn.Module):
@@ -102,6 +105,13 @@ class ShrinkSigmoidHashHead(nn.Module):
     num_classes: number of classes C.
     dtype: computation dtype (parameters stay float32).
     activation: 'shrink_sigmoid' (DAH) or 'linear' (a diagnostic, not DAH).
+    classifier_input: 'codes' (DAH: the classifier reads h) or 'centered' (it reads
+      4 (h - 1/2), in (-1, 1); not in the paper). Both give the same family of
+      classifiers, an affine map of h, but Adam moves each weight by about its learning
+      rate per step whatever the input's scale: on h in (1/4, 3/4), whose spread is a
+      quarter of that of the centred input and whose mean adds to the bias, confident
+      logits need weights about four times larger, reached about four times later
+      (docs/results.md, diagnosis). With a linear hash layer it has no effect.
 
   Returns from `__call__(features)` (features [B, F]) a dict: `hash` [B, bits]
   (continuous codes in (1/4, 3/4)) and `logits` [B, num_classes].
@@ -127,13 +137,16 @@ class ShrinkSigmoidHashHead(nn.Module):
   num_classes: int
   dtype: jnp.dtype = jnp.float32
   activation: str = 'shrink_sigmoid'
+  classifier_input: str = 'codes'
 
   @nn.compact
   def __call__(self, features: jax.Array) -> dict[str, jax.Array]:
     h = nn.Dense(self.bits, dtype=self.dtype, name='hash')(features)
+    seen = h
     if self.activation == 'shrink_sigmoid':
       h = shrink_sigmoid(h)
-    logits = nn.Dense(self.num_classes, dtype=self.dtype, name='classifier')(h)
+      seen = 4.0 * (h - 0.5) if self.classifier_input == 'centered' else h
+    logits = nn.Dense(self.num_classes, dtype=self.dtype, name='classifier')(seen)
     return {'hash': h, 'logits': logits}
 
 

@@ -142,6 +142,9 @@ class ResNet30(nn.Module):
     dtype: computation dtype (parameters stay float32).
     hash_layer: 'shrink_sigmoid' (the paper's eq. 1) or 'linear' (an unconstrained
       layer of the same width, codes thresholded at 0; a diagnostic, not DAH).
+    classifier_input: 'codes' (the paper's: the classifier reads the codes) or
+      'centered' (it reads 4 (h - 1/2); not in the paper, see
+      `heads.ShrinkSigmoidHashHead`).
 
   Returns from `__call__(images, train=False)` (images [B, H, W, 3]) a dict of float32
   arrays: `hash` [B, bits] in (1/4, 3/4) and `logits` [B, C].
@@ -171,6 +174,7 @@ class ResNet30(nn.Module):
   conv_impl: str = 'auto'
   dtype: Any = jnp.float32
   hash_layer: str = 'shrink_sigmoid'
+  classifier_input: str = 'codes'
 
   def binary_codes(self, h: jax.Array) -> jax.Array:
     """0/1 uint8 codes [B, bits] of the hash layer's output `h` [B, bits] (DAH eq. 5)."""
@@ -189,6 +193,11 @@ class ResNet30(nn.Module):
       raise ValueError(
         f'Unknown model.hash_layer {self.hash_layer!r} for ResNet30; '
         f'valid: {", ".join(heads.HASH_LAYERS)}.'
+      )
+    if self.classifier_input not in heads.CLASSIFIER_INPUTS:
+      raise ValueError(
+        f'Unknown model.classifier_input {self.classifier_input!r}; '
+        f'valid: {", ".join(heads.CLASSIFIER_INPUTS)}.'
       )
     conv.resolve_impl(self.conv_impl)
     super().__post_init__()
@@ -230,6 +239,7 @@ class ResNet30(nn.Module):
       self.num_classes,
       dtype=jnp.float32,
       activation=self.hash_layer,
+      classifier_input=self.classifier_input,
       name='head',
     )(features)
     return jax.tree.map(lambda a: a.astype(jnp.float32), out)
