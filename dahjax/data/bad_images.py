@@ -58,11 +58,6 @@ def describe(error: Exception) -> str:
   return f'{type(error).__name__}: {text}' if text else type(error).__name__
 
 
-def location(pool, index: int) -> str:
-  """The file (or record id) of pool image `index`, as a person would look it up."""
-  return pool.location(int(index))
-
-
 def try_load(pool, index: int, transform=None):
   """(image, None) or (None, reason): pool image `index` decoded and `transform`ed.
 
@@ -119,7 +114,7 @@ class TrainLoader:
       if reason is None:
         return image, index, -1
       if self._policy == 'error':
-        raise BadImageError(location(self._pool, index), reason)
+        raise BadImageError(self._pool.location(int(index)), reason)
       with self._lock:
         self._unreadable.add(index)
     known = self._substitutes.get(index)
@@ -134,7 +129,9 @@ class TrainLoader:
         return image, candidate, index
       with self._lock:
         self._unreadable.add(candidate)
-    raise BadImageError(location(self._pool, index), 'and no training image is readable')
+    raise BadImageError(
+      self._pool.location(int(index)), 'and no training image is readable'
+    )
 
 
 class BadImageLog:
@@ -163,7 +160,7 @@ class BadImageLog:
       if index < 0:
         continue
       self.replaced += 1
-      where = location(self._pool, index)
+      where = self._pool.location(int(index))
       if where in self.known:
         continue
       _, reason = try_load(self._pool, index)
@@ -174,7 +171,7 @@ class BadImageLog:
         "(data.bad_images='skip').",
         where,
         reason,
-        location(self._pool, substitute),
+        self._pool.location(int(substitute)),
       )
       if self.path:
         with open(self.path, 'a', newline='') as f:

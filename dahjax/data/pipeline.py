@@ -156,12 +156,6 @@ def resize_square(image: np.ndarray, image_size: int) -> np.ndarray:
   return image
 
 
-def to_model_input(image: np.ndarray, image_size: int) -> np.ndarray:
-  """uint8 HWC -> float32 [0, 1] at image_size x image_size, on the host: what
-  `model_input` computes on the device from `resize_square`'s uint8 image."""
-  return resize_square(image, image_size).astype(np.float32) / 255.0
-
-
 def model_input(images: jax.Array, flip: jax.Array | None = None) -> jax.Array:
   """The model's input, computed on the device inside the jitted step: uint8 images
   [b, H, W, 3] to float32 in [0, 1] (float images pass unchanged), each image mirrored
