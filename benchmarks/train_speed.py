@@ -66,11 +66,18 @@ SETTINGS = {
     (32,),
     'imagenet',
   ),
+  'dsh': (
+    dict(model_name='dsh_cnn', loss_name='dsh', model=dict(bits=12, num_classes=10)),
+    32,
+    (200,),
+    None,
+  ),
 }
 LABELS = {
   'dah': 'DAH ResNet30+CBAM, 48 bits',
   'dpfah32': 'DPFAH ResNet18+PFA, CIFAR stem',
   'dpfah224': 'DPFAH ResNet18+PFA, ImageNet stem',
+  'dsh': "DSH's CNN, 12 bits",
 }
 
 _SETTINGS = flags.DEFINE_list('settings', list(SETTINGS), 'Settings to measure.')
@@ -121,7 +128,7 @@ def build_config(setting: str, variant: str):
   config.unlock()
   config.model_name, config.loss_name = overrides['model_name'], overrides['loss_name']
   config.model.update(overrides['model'])
-  config.loss.update(overrides.get('loss', {}))
+  config.loss[config.loss_name].update(overrides.get('loss', {}))
   config.data.image_size = size
   config.model.conv_impl = 'slices' if variant == 'fast' else 'xla'
   return config

@@ -41,23 +41,26 @@ def get_config() -> ml_collections.ConfigDict:
   )
 
   config.loss_name = 'dah'
-  # The settings of every loss; each loss takes those it names.
+  # The settings of every loss, one dict per loss (named as in the registry); the run
+  # uses `loss[loss_name]`. Each loss's defaults are its paper's.
   config.loss = ml_collections.ConfigDict(
     dict(
-      # dah: threshold=None is the paper's t = bits / 4.8.
-      threshold=ml_collections.FieldReference(None, field_type=float),
-      phi1=1.0,
-      phi2=1.0,
-      ce_weight=1.0,
+      # dah: total = ce_weight CE + phi1 W1 + phi2 W2; threshold=None is the paper's
+      # t = bits / 4.8.
+      dah=dict(
+        threshold=ml_collections.FieldReference(None, field_type=float),
+        phi1=1.0,
+        phi2=1.0,
+        ce_weight=1.0,
+      ),
       # dpfah: L = L1 + eta L2 + zeta L3; alpha scales L1's inner product, delta is
       # L2's margin.
-      alpha=0.5,
-      delta=1.1,
-      eta=10.0,
-      zeta=0.1,
-      # dpfah: raise the weight of L1 + eta L2 linearly from 0 to 1 over this many
-      # steps, so the classification term trains the backbone first (0: the paper's
-      # constant weight; not in DPFAH).
+      dpfah=dict(alpha=0.5, delta=1.1, eta=10.0, zeta=0.1),
+      # dsh: margin=None is the paper's m = 2 * bits; alpha weighs the regulariser.
+      dsh=dict(margin=ml_collections.FieldReference(None, field_type=float), alpha=0.01),
+      # Raise the weight of the hash terms linearly from 0 to 1 over this many steps, so
+      # the classification term trains the backbone first (0: the paper's constant
+      # weight; not in DPFAH; for the losses with a `hash_weight`).
       hash_warmup_steps=0,
     )
   )
@@ -72,6 +75,13 @@ def get_config() -> ml_collections.ConfigDict:
       decay=0.99,
       eps=1e-8,  # rmsprop: PyTorch's alpha (decay) and eps.
       grad_clip_norm=0.0,  # > 0: clip the gradients' global norm first (not a paper's).
+      momentum=0.9,  # sgd.
+      bias_lr_mult=1.0,  # sgd: the biases' rate is this times learning_rate.
+      decay_biases=True,  # sgd: whether weight_decay applies to the biases too.
+      # 'constant', or 'step': x lr_decay_factor every lr_decay_every_steps steps.
+      lr_schedule='constant',
+      lr_decay_every_steps=0,
+      lr_decay_factor=0.1,
     )
   )
 

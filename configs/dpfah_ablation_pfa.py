@@ -13,6 +13,6 @@ from configs import dpfah_cifar10
 def get_config():
   config = dpfah_cifar10.get_config()
   config.unlock()
-  config.loss.eta = 0.0
-  config.loss.zeta = 0.0
+  config.loss.dpfah.eta = 0.0
+  config.loss.dpfah.zeta = 0.0
   return config.lock()

@@ -16,6 +16,6 @@ def get_config():
   config = dpfah_cifar10.get_config()
   config.unlock()
   config.model.attention = 'none'
-  config.loss.eta = 0.0
-  config.loss.zeta = 0.0
+  config.loss.dpfah.eta = 0.0
+  config.loss.dpfah.zeta = 0.0
   return config.lock()

@@ -22,6 +22,7 @@ import numpy as np
 
 from dahjax import atomic
 from dahjax import encode
+from dahjax import losses
 from dahjax import parallel
 from dahjax import plots
 from dahjax import progress
@@ -221,7 +222,10 @@ class LearningCurve:
   def title(self) -> str:
     c = self._config
     name = method_name(
-      c.model_name, c.model.attention, loss_name=c.loss_name, loss=c.loss.to_dict()
+      c.model_name,
+      c.model.attention,
+      loss_name=c.loss_name,
+      loss=losses.loss_kwargs(c.loss_name, c.loss),
     )
     return f'{name}, {c.model.bits} bits, {len(self.rows):,} queries'
 
@@ -313,7 +317,10 @@ def evaluate(
       'model': config.model_name,
       'attention': attention,
       'method': method_name(
-        config.model_name, attention, loss_name=config.loss_name, loss=config.loss.to_dict()
+        config.model_name,
+        attention,
+        loss_name=config.loss_name,
+        loss=losses.loss_kwargs(config.loss_name, config.loss),
       ),
     }
   )

@@ -31,13 +31,41 @@ class EvalState:
   step: Any
 
 
+LR_SCHEDULES = ('constant', 'step')
+
+
+def learning_rate(opt: ml_collections.ConfigDict) -> float | optax.Schedule:
+  """`opt.learning_rate`, constant or (lr_schedule='step') multiplied by
+  `lr_decay_factor` every `lr_decay_every_steps` steps (Caffe's "step" policy, DSH Sec.
+  3.3: x0.6 every 20,000 iterations)."""
+  schedule = opt.get('lr_schedule', 'constant')
+  registry.lookup(dict.fromkeys(LR_SCHEDULES), schedule, 'optimizer.lr_schedule')
+  if schedule == 'constant':
+    return opt.learning_rate
+  if opt.lr_decay_every_steps < 1:
+    raise ValueError(
+      f'optimizer.lr_decay_every_steps={opt.lr_decay_every_steps}: the step schedule '
+      'needs a positive number of steps between decays.'
+    )
+  return optax.exponential_decay(
+    opt.learning_rate, opt.lr_decay_every_steps, opt.lr_decay_factor, staircase=True
+  )
+
+
+def _is_bias(params) -> Any:
+  """A mask of `params`: True for every leaf named 'bias'."""
+  return jax.tree_util.tree_map_with_path(
+    lambda path, _: getattr(path[-1], 'key', None) == 'bias', params
+  )
+
+
 def _adam(opt: ml_collections.ConfigDict) -> optax.GradientTransformation:
   # DAH Sec. 4.1: Adam, learning rate 1e-3, b1 0.9, b2 0.999.
   if opt.weight_decay:
     return optax.adamw(
-      opt.learning_rate, b1=opt.b1, b2=opt.b2, weight_decay=opt.weight_decay
+      learning_rate(opt), b1=opt.b1, b2=opt.b2, weight_decay=opt.weight_decay
     )
-  return optax.adam(opt.learning_rate, b1=opt.b1, b2=opt.b2)
+  return optax.adam(learning_rate(opt), b1=opt.b1, b2=opt.b2)
 
 
 def _rmsprop(opt: ml_collections.ConfigDict) -> optax.GradientTransformation:
@@ -45,11 +73,27 @@ def _rmsprop(opt: ml_collections.ConfigDict) -> optax.GradientTransformation:
   # computes it: squared-gradient averages with `decay` (PyTorch's alpha), eps outside
   # the square root, and weight decay added to the gradient (L2, not decoupled).
   rmsprop = optax.rmsprop(
-    opt.learning_rate, decay=opt.decay, eps=opt.eps, eps_in_sqrt=False
+    learning_rate(opt), decay=opt.decay, eps=opt.eps, eps_in_sqrt=False
   )
   if opt.weight_decay:
     return optax.chain(optax.add_decayed_weights(opt.weight_decay), rmsprop)
   return rmsprop
+
+
+def _sgd(opt: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  # SGD with momentum as Caffe's solver runs it (DSH's release, solver.prototxt): L2
+  # weight decay added to the gradient (biases decayed unless `decay_biases` is off),
+  # biases at `bias_lr_mult` times the rate. Caffe scales by the rate before the
+  # momentum and optax after; the two agree while the rate is constant.
+  weights = lambda params: jax.tree.map(lambda b: not b, _is_bias(params))
+  parts = []
+  if opt.weight_decay:
+    mask = None if opt.decay_biases else weights
+    parts.append(optax.add_decayed_weights(opt.weight_decay, mask=mask))
+  if opt.bias_lr_mult != 1.0:
+    parts.append(optax.masked(optax.scale(opt.bias_lr_mult), _is_bias))
+  parts.append(optax.sgd(learning_rate(opt), momentum=opt.momentum or None))
+  return optax.chain(*parts)
 
 
 OPTIMIZERS: dict[
@@ -57,6 +101,7 @@ OPTIMIZERS: dict[
 ] = {
   'adam': _adam,
   'rmsprop': _rmsprop,
+  'sgd': _sgd,
 }
 
 

@@ -591,3 +591,11 @@ def test_worker_processes_give_the_same_batches(tiny_folder):
   ):
     np.testing.assert_array_equal(a[0], b[0])
     assert a[1:2] == b[1:2]
+
+
+def test_dsh_protocol_queries_are_their_own_database():
+  pool = _cifar_like(30, 10)
+  splits = protocols.get_protocol('dsh_cifar10').make_splits(pool, 0)
+  np.testing.assert_array_equal(splits['train'], pool.indices_of('train'))
+  np.testing.assert_array_equal(splits['query'], pool.indices_of('test'))
+  np.testing.assert_array_equal(splits['database'], pool.indices_of('test'))

@@ -7,11 +7,17 @@ import pytest
 
 MODULES = [
   'dahjax.losses',
+  'dahjax.losses.pairs',
+  'dahjax.losses.classification',
+  'dahjax.losses.dah',
+  'dahjax.losses.dpfah',
+  'dahjax.losses.dsh',
   'dahjax.retrieval',
   'dahjax.models.heads',
   'dahjax.models.attention',
   'dahjax.models.resnet30',
   'dahjax.models.resnet18',
+  'dahjax.models.dsh_cnn',
 ]
 
 

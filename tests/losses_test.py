@@ -123,7 +123,9 @@ def test_dah_loss_in_row_blocks_equals_one_block(monkeypatch):
     codes=c, similarity=losses.pairwise_similarity(labels)
   )
   whole = jax.value_and_grad(fn)(codes)
-  monkeypatch.setattr(losses, '_BLOCK_ELEMENTS', 3 * 11 * 7)  # 3 rows a block, 4 blocks.
+  monkeypatch.setattr(
+    losses.pairs, 'BLOCK_ELEMENTS', 3 * 11 * 7
+  )  # 3 rows a block, 4 blocks.
   blocked = jax.jit(jax.value_and_grad(fn))(codes)
   np.testing.assert_allclose(blocked[0], whole[0], rtol=1e-6)
   np.testing.assert_allclose(blocked[1], whole[1], rtol=1e-5, atol=1e-7)

@@ -159,7 +159,7 @@ def test_non_finite_loss_stops_before_saving(tiny_config, tmp_path):
     for f in fs
   }
   tiny_config.num_train_steps = 6
-  tiny_config.loss.threshold = float('nan')  # W1 becomes NaN from step 3 on.
+  tiny_config.loss.dah.threshold = float('nan')  # W1 becomes NaN from step 3 on.
   with pytest.raises(FloatingPointError, match=r'Non-finite loss at step 3 \(.*w1 nan'):
     train.train_and_evaluate(tiny_config, workdir)
   after = {

@@ -238,6 +238,63 @@ def test_rmsprop_follows_pytorch_rmsprop():
   np.testing.assert_allclose(params, w, rtol=1e-5, atol=1e-6)
 
 
+def test_sgd_follows_caffe_sgd():
+  """SGD as Caffe's solver runs it (DSH's release): momentum, L2 decay on the weights
+  only, the biases at twice the rate; written out in NumPy."""
+  import optax
+
+  from configs import default
+
+  cfg = default.get_config()
+  cfg.optimizer.update(
+    name='sgd',
+    learning_rate=1e-2,
+    momentum=0.9,
+    weight_decay=0.1,
+    decay_biases=False,
+    bias_lr_mult=2.0,
+  )
+  tx = state_lib.create_optimizer(cfg)
+  rng = np.random.default_rng(0)
+  w = {'kernel': rng.normal(size=(3, 2)), 'bias': rng.normal(size=2)}
+  params = jax.tree.map(lambda a: jax.numpy.asarray(a, jax.numpy.float32), w)
+  state = tx.init(params)
+  velocity = jax.tree.map(np.zeros_like, w)
+  for i in range(5):
+    g = {
+      'kernel': np.cos(np.arange(6.0).reshape(3, 2) + i),
+      'bias': np.sin(np.arange(2.0) + i),
+    }
+    updates, state = tx.update(jax.tree.map(jax.numpy.asarray, g), state, params)
+    params = optax.apply_updates(params, updates)
+    # Caffe: v = momentum v + local_rate (g + local_decay w); w -= v.
+    velocity['kernel'] = 0.9 * velocity['kernel'] + 1e-2 * (g['kernel'] + 0.1 * w['kernel'])
+    velocity['bias'] = 0.9 * velocity['bias'] + 2e-2 * g['bias']
+    w = {k: w[k] - velocity[k] for k in w}
+  for k in w:
+    np.testing.assert_allclose(params[k], w[k], rtol=1e-5, atol=1e-6)
+
+
+def test_step_schedule_multiplies_the_rate_every_n_steps():
+  from configs import default
+
+  opt = default.get_config().optimizer
+  opt.update(
+    learning_rate=1e-3, lr_schedule='step', lr_decay_every_steps=20, lr_decay_factor=0.6
+  )
+  schedule = state_lib.learning_rate(opt)
+  got = [float(schedule(s)) for s in (0, 19, 20, 39, 40, 100)]
+  np.testing.assert_allclose(
+    got, [1e-3, 1e-3, 6e-4, 6e-4, 3.6e-4, 1e-3 * 0.6**5], rtol=1e-5
+  )
+  opt.lr_decay_every_steps = 0
+  with pytest.raises(ValueError, match='lr_decay_every_steps=0'):
+    state_lib.learning_rate(opt)
+  opt.lr_schedule = 'cosine'
+  with pytest.raises(ValueError, match="Unknown optimizer.lr_schedule 'cosine'"):
+    state_lib.learning_rate(opt)
+
+
 def test_unknown_optimizer():
   import ml_collections
 

@@ -14,6 +14,9 @@ Protocols (`config.data.protocol`; DAH Sec. IV.A, DPFAH "Datasets" and Table 6):
   dah_cifar10_10k  a part of dah_cifar10 for quick studies: 1,000 training images per
                  class drawn from the 'train' split (also the database), queries =
                  'test'; mAP@ALL.
+  dsh_cifar10    DSH's (its release's test_map.m): train = the 'train' split; the
+                 'test' split is both the queries and the database (a query is in its
+                 own database and counts as relevant to itself); mAP@ALL.
   dpfah_cifar10_val  a validation split inside dpfah_cifar10's training images: 400
                  per class train (and form the database), the other 100 per class are
                  the queries; dpfah_cifar10's queries are never read.
@@ -136,6 +139,12 @@ def _train_test(pool: Pool, seed: int) -> dict[str, np.ndarray]:
   del seed  # Fixed splits.
   train = pool.indices_of('train')
   return {'train': train, 'query': pool.indices_of('test'), 'database': train}
+
+
+def _dsh_cifar10(pool: Pool, seed: int) -> dict[str, np.ndarray]:
+  del seed  # Fixed splits.
+  test = pool.indices_of('test')
+  return {'train': pool.indices_of('train'), 'query': test, 'database': test}
 
 
 def _train_part_test(pool: Pool, seed: int) -> dict[str, np.ndarray]:
@@ -360,6 +369,14 @@ PROTOCOLS: dict[str, ProtocolSpec] = {
     None,
     'A 10,000-image part of dah_cifar10 for quick studies: 1,000 training images '
     'per class (also the database), queries = the test split; mAP@ALL.',
+  ),
+  'dsh_cifar10': ProtocolSpec(
+    ('train', 'test'),
+    _dsh_cifar10,
+    None,
+    "DSH's CIFAR-10 evaluation as its release computes it (CIFAR-10/test_map.m): "
+    "train on the 50,000 'train' images; the 10,000 'test' images are both the "
+    'queries and the database, so each query finds itself; mAP@ALL.',
   ),
   'dpfah_cifar10': ProtocolSpec(
     ('train', 'test'),

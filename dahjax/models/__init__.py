@@ -13,6 +13,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from dahjax import registry
+from dahjax.models import dsh_cnn
 from dahjax.models import resnet18
 from dahjax.models import resnet30
 
@@ -21,6 +22,8 @@ _MODELS: dict[str, Callable[..., nn.Module]] = {
   'dah_resnet30': resnet30.ResNet30,
   # DPFAH (Scientific Reports 2022); attention='none' is DFAH-1 of its Table 5.
   'dpfah_resnet18': resnet18.ResNet18,
+  # DSH's small CNN for 32 px images (Liu et al., CVPR 2016), trained from scratch.
+  'dsh_cnn': dsh_cnn.DSHNet,
 }
 
 

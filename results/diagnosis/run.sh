@@ -31,10 +31,10 @@ common=(--config configs/dah_cifar10.py --config.model.bits=12
 for v in "${variants[@]}"; do
   case $v in
     dah) extra=() ;;
-    ce_only) extra=(--config.loss.phi1=0 --config.loss.phi2=0) ;;
-    linear_ce) extra=(--config.model.hash_layer=linear --config.loss.phi1=0
-                      --config.loss.phi2=0) ;;
-    hash_only) extra=(--config.loss.ce_weight=0) ;;
+    ce_only) extra=(--config.loss.dah.phi1=0 --config.loss.dah.phi2=0) ;;
+    linear_ce) extra=(--config.model.hash_layer=linear --config.loss.dah.phi1=0
+                      --config.loss.dah.phi2=0) ;;
+    hash_only) extra=(--config.loss.dah.ce_weight=0) ;;
     *) echo "unknown variant $v" >&2; exit 2 ;;
   esac
   python -m dahjax.main "${common[@]}" "${extra[@]}" --workdir "$root/$v"

@@ -34,7 +34,7 @@ for v in "${variants[@]}"; do
   case $v in
     base) extra=() ;;
     adam) extra=(--config.optimizer.name=adam --config.optimizer.learning_rate=1e-3) ;;
-    zeta1) extra=(--config.loss.zeta=1.0) ;;
+    zeta1) extra=(--config.loss.dpfah.zeta=1.0) ;;
     warmup) extra=(--config.loss.hash_warmup_steps=62) ;;
     clip) extra=(--config.optimizer.grad_clip_norm=1.0) ;;
     *) echo "unknown variant $v" >&2; exit 2 ;;
