@@ -8,6 +8,17 @@ data's location (`--config.data.data_dir=...`).
 
 import ml_collections
 
+from dahjax import losses
+
+
+def _loss_settings(name: str) -> dict:
+  return {
+    key: ml_collections.FieldReference(None, field_type=losses.setting_type(name, key))
+    if value is None
+    else value
+    for key, value in losses.settings(name).items()
+  }
+
 
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
@@ -41,29 +52,17 @@ def get_config() -> ml_collections.ConfigDict:
   )
 
   config.loss_name = 'dah'
-  # The settings of every loss, one dict per loss (named as in the registry); the run
-  # uses `loss[loss_name]`. Each loss's defaults are its paper's.
+  # The settings of every loss, one dict per loss (`loss[loss_name]` is the run's), with
+  # the defaults of the loss's signature: its paper's values, cited in its docstring
+  # (dahjax/losses/<name>.py). A default of None is the loss's own rule (e.g. DAH's
+  # threshold bits / 4.8, DSH's margin 2 * bits).
   config.loss = ml_collections.ConfigDict(
-    dict(
-      # dah: total = ce_weight CE + phi1 W1 + phi2 W2; threshold=None is the paper's
-      # t = bits / 4.8.
-      dah=dict(
-        threshold=ml_collections.FieldReference(None, field_type=float),
-        phi1=1.0,
-        phi2=1.0,
-        ce_weight=1.0,
-      ),
-      # dpfah: L = L1 + eta L2 + zeta L3; alpha scales L1's inner product, delta is
-      # L2's margin.
-      dpfah=dict(alpha=0.5, delta=1.1, eta=10.0, zeta=0.1),
-      # dsh: margin=None is the paper's m = 2 * bits; alpha weighs the regulariser.
-      dsh=dict(margin=ml_collections.FieldReference(None, field_type=float), alpha=0.01),
-      # Raise the weight of the hash terms linearly from 0 to 1 over this many steps, so
-      # the classification term trains the backbone first (0: the paper's constant
-      # weight; not in DPFAH; for the losses with a `hash_weight`).
-      hash_warmup_steps=0,
-    )
+    {name: _loss_settings(name) for name in losses.names()}
   )
+  # Raise the weight of the hash terms linearly from 0 to 1 over this many steps, so the
+  # classification term trains the backbone first (0: the paper's constant weight; not in
+  # DPFAH; for the losses with a `hash_weight`).
+  config.loss.hash_warmup_steps = 0
 
   config.optimizer = ml_collections.ConfigDict(
     dict(

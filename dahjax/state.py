@@ -6,6 +6,7 @@ import dataclasses
 import functools
 from typing import Any
 
+import flax
 from flax.training import train_state
 import jax
 import jax.numpy as jnp
@@ -13,6 +14,7 @@ import ml_collections
 import optax
 
 from dahjax import checkpoints
+from dahjax import losses
 from dahjax import models
 from dahjax import registry
 from dahjax.models import pretrained
@@ -20,6 +22,8 @@ from dahjax.models import pretrained
 
 class TrainState(train_state.TrainState):
   batch_stats: Any
+  # State a loss keeps across steps (`losses.init_memory`); {} for most losses.
+  loss_memory: Any = flax.struct.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,14 +142,22 @@ def init_variables(rng: jax.Array, config: ml_collections.ConfigDict, model):
 
 
 def create_train_state(
-  rng: jax.Array, config: ml_collections.ConfigDict, model
+  rng: jax.Array, config: ml_collections.ConfigDict, model, *, num_train: int = 0
 ) -> TrainState:
+  """A new train state; `num_train` (the training images) sizes a loss's memory."""
   variables = init_variables(rng, config, model)
+  memory = losses.init_memory(
+    config.loss_name,
+    num_train=num_train,
+    bits=config.model.bits,
+    num_classes=config.model.num_classes,
+  )
   return TrainState.create(
     apply_fn=model.apply,
     params=variables['params'],
     batch_stats=variables.get('batch_stats', {}),
     tx=create_optimizer(config),
+    loss_memory=memory,
   )
 
 

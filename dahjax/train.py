@@ -8,6 +8,7 @@ the same workdir resumes exactly from its latest checkpoint.
 
 from collections.abc import Callable
 import functools
+import inspect
 import signal
 import threading
 from typing import Any
@@ -66,16 +67,29 @@ def train_step(
   schedules: dict[str, Callable[[jax.Array], jax.Array]] | None = None,
 ) -> tuple[state_lib.TrainState, dict[str, jax.Array]]:
   """One optimisation step on a global batch {'image', 'label'} (and optionally 'flip',
-  see `pipeline.model_input`; images uint8 or float32 in [0, 1]); returns metrics.
+  see `pipeline.model_input`; images uint8 or float32 in [0, 1]; 'index' for a loss
+  with a memory); returns metrics.
+
+  The loss gets the step when it takes `step`, and the state's `loss_memory` with the
+  batch's `indices` when it takes `memory`; the memory it returns replaces the state's.
 
   `schedules` maps loss hyper-parameters to functions of the step (optax schedules):
   their values at this step join `loss_kwargs` and the metrics.
   """
   scheduled = {k: f(state.step) for k, f in (schedules or {}).items()}
+  kwargs = {**loss_kwargs, **scheduled}
+  params = inspect.signature(loss_fn).parameters
+  if 'step' in params:
+    kwargs['step'] = state.step
+  if 'memory' in params:
+    kwargs.update(memory=state.loss_memory, indices=batch['index'])
   (loss, (aux, batch_stats)), grads = loss_and_grads(
-    state, batch, loss_fn=loss_fn, loss_kwargs={**loss_kwargs, **scheduled}
+    state, batch, loss_fn=loss_fn, loss_kwargs=kwargs
   )
+  memory = aux.pop('memory', None)
   state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+  if memory is not None:
+    state = state.replace(loss_memory=memory)
   return state, {'loss': loss, **aux, **scheduled}
 
 
@@ -241,7 +255,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   model = state_lib.create_model(config)
   mesh = parallel.create_mesh()
 
-  state = state_lib.create_train_state(jax.random.key(config.seed), config, model)
+  state = state_lib.create_train_state(
+    jax.random.key(config.seed), config, model, num_train=len(data.splits['train'])
+  )
   # Replicated before restoring, so a checkpoint is read straight into the mesh's
   # sharding (moving arrays between processes afterwards needs cross-host transfers,
   # which a multi-process CPU backend does not have).

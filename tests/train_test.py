@@ -404,3 +404,47 @@ def test_restore_for_eval_reads_the_parameters_without_an_optimizer(tiny_config,
     jax.tree.leaves((full.params, full.batch_stats)),
   ):
     np.testing.assert_array_equal(a, b)
+
+
+def test_a_loss_memory_is_trained_checkpointed_and_resumed_exactly(tiny_config, tmp_path):
+  """DSDH keeps every training image's outputs, labels and codes in the train state: the
+  batches write their rows, checkpoints hold it, and a resumed run ends where an
+  uninterrupted one does."""
+  from dahjax import checkpoints
+  from dahjax import losses
+
+  tiny_config.model_name = 'dsh_cnn'
+  tiny_config.loss_name = 'dsdh'
+  tiny_config.loss.dsdh.update_every = 2
+  tiny_config.num_train_steps = 4
+
+  def final_state(workdir):
+    model = state_lib.create_model(tiny_config)
+    state = state_lib.create_train_state(
+      jax.random.key(0), tiny_config, model, num_train=24
+    )
+    manager = checkpoints.create_manager(workdir, tiny_config)
+    return checkpoints.restore(manager, 4, state, workdir)
+
+  straight, resumed = str(tmp_path / 'straight'), str(tmp_path / 'resumed')
+  os.makedirs(straight)
+  os.makedirs(resumed)
+  train.train_and_evaluate(tiny_config, straight)
+  tiny_config.num_train_steps = 2
+  train.train_and_evaluate(tiny_config, resumed)
+  tiny_config.num_train_steps = 4
+  train.train_and_evaluate(tiny_config, resumed)
+
+  a, b = final_state(straight), final_state(resumed)
+  memory = jax.tree.map(np.asarray, a.loss_memory)
+  assert set(memory) == {'U', 'Y', 'B', 'W'} and memory['U'].shape == (24, 8)
+  seen = np.any(memory['U'] != 0, axis=1)
+  assert 6 <= seen.sum() <= 24  # 4 batches of 6 images of the 24.
+  np.testing.assert_array_equal(np.abs(memory['B'][seen]), 1.0)  # Codes of the seen rows.
+  assert np.all(memory['Y'][seen].sum(1) == 1) and not memory['Y'][~seen].any()
+  assert np.any(memory['W'] != 0)  # Updated at steps 2 and 4.
+  for x, y in zip(
+    jax.tree.leaves((a.params, a.loss_memory)), jax.tree.leaves((b.params, b.loss_memory))
+  ):
+    np.testing.assert_array_equal(x, y)
+  assert losses.init_memory('dsh', num_train=24, bits=8, num_classes=3) == {}

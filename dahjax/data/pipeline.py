@@ -313,9 +313,10 @@ def train_dataset(
   bad_images: str = 'skip',
   bad_image_log: bad_images_lib.BadImageLog | None = None,
 ) -> Iterator[dict[str, np.ndarray]]:
-  """Batches {'image': uint8 [b, H, W, 3], 'flip': bool [b], 'label': float32 [b, C]}
-  for steps [start, num); `model_input` turns image and flip into the model's input on
-  the device.
+  """Batches {'image': uint8 [b, H, W, 3], 'flip': bool [b], 'label': float32 [b, C],
+  'index': int32 [b]} for steps [start, num); `model_input` turns image and flip into
+  the model's input on the device. 'index' is each image's position in
+  `sampler.indices` (0..N-1), for the losses that keep a memory of every training image.
 
   Each process gets rows [p * b, (p + 1) * b) of every global batch, b = batch / processes.
   Random crops and flips are drawn from (seed, step, image index), so they too are the
@@ -326,6 +327,8 @@ def train_dataset(
   """
   local = sampler.batch_size // process_count
   loader = bad_images_lib.TrainLoader(pool, sampler.indices, bad_images)
+  train_position = np.zeros(len(pool), np.int32)
+  train_position[sampler.indices] = np.arange(len(sampler.indices), dtype=np.int32)
 
   def load(position: int) -> dict[str, np.ndarray]:
     step, row = divmod(position, local)
@@ -345,6 +348,7 @@ def train_dataset(
       'image': image,
       'flip': np.bool_(flip),
       'label': pool.labels[used].astype(np.float32),
+      'index': train_position[used],
       'replaced': np.int64(replaced),
       'substitute': np.int64(used),
     }

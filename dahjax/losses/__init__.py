@@ -9,10 +9,17 @@ any other. One module per method (`dah`, `dpfah`, `dsh`, ...); `pairs` and
 `get_loss(name)` returns a registered total loss: a function of keyword arguments
 `outputs` (the model's output dict), `labels` (0/1 [B, C]) and the loss's own
 hyper-parameters, returning `(loss, aux)` where `aux` holds each term for logging.
+Two keywords are the trainer's to fill, where a loss's signature has them: `step` (the
+optimisation step, for a method's continuation schedule) and `memory` with `indices`
+(state kept across steps, such as a memory of every training image's outputs, and the
+batch images' positions in the training split); such a loss returns the updated memory
+as `aux['memory']` and its initial value comes from `init_memory`.
 """
 
 from collections.abc import Callable
 import inspect
+import types
+import typing
 from typing import Any
 
 import jax
@@ -24,9 +31,13 @@ from dahjax.losses.dah import dah_balance_term
 from dahjax.losses.dah import dah_hash_loss
 from dahjax.losses.dah import dah_loss
 from dahjax.losses.dah import dah_similarity_term
+from dahjax.losses.dfh import dfh_init_memory
+from dahjax.losses.dfh import dfh_loss
 from dahjax.losses.dpfah import dpfah_likelihood_loss
 from dahjax.losses.dpfah import dpfah_loss
 from dahjax.losses.dpfah import dpfah_quantization_loss
+from dahjax.losses.dsdh import dsdh_init_memory
+from dahjax.losses.dsdh import dsdh_loss
 from dahjax.losses.dsh import dsh_loss
 from dahjax.losses.pairs import check_batch_size
 from dahjax.losses.pairs import off_diagonal_mean
@@ -40,22 +51,31 @@ __all__ = [
   'dah_hash_loss',
   'dah_loss',
   'dah_similarity_term',
+  'dfh_loss',
   'dpfah_likelihood_loss',
   'dpfah_loss',
   'dpfah_quantization_loss',
+  'dsdh_loss',
   'dsh_loss',
   'get_loss',
+  'init_memory',
   'loss_kwargs',
+  'names',
   'off_diagonal_mean',
   'pairwise_similarity',
+  'setting_type',
+  'settings',
   'sigmoid_cross_entropy',
   'softmax_cross_entropy',
   'squared_distances',
+  'takes',
 ]
 
 _LOSSES: dict[str, Callable[..., tuple[jax.Array, dict[str, jax.Array]]]] = {
   'dah': dah_loss,
+  'dfh': dfh_loss,
   'dpfah': dpfah_loss,
+  'dsdh': dsdh_loss,
   'dsh': dsh_loss,
 }
 
@@ -81,6 +101,55 @@ def get_loss(name: str) -> Callable[..., tuple[jax.Array, dict[str, jax.Array]]]
   return registry.lookup(_LOSSES, name, 'loss', 'losses')
 
 
+# Initial memories of the losses that keep one: functions of (num_train, bits, num_classes).
+_MEMORIES: dict[str, Callable[..., dict[str, jax.Array]]] = {
+  'dfh': dfh_init_memory,
+  'dsdh': dsdh_init_memory,
+}
+
+# The keywords a loss gets from the trainer rather than from its settings.
+TRAINER_KEYWORDS = ('outputs', 'labels', 'hash_weight', 'step', 'memory', 'indices')
+
+
+def takes(name: str, keyword: str) -> bool:
+  """Whether loss `name` takes the keyword argument `keyword`."""
+  return keyword in inspect.signature(get_loss(name)).parameters
+
+
+def init_memory(name: str, *, num_train: int, bits: int, num_classes: int) -> dict:
+  """The initial memory of loss `name` for `num_train` training images ({} when the loss
+  keeps none)."""
+  if name not in _MEMORIES:
+    return {}
+  return _MEMORIES[name](num_train=num_train, bits=bits, num_classes=num_classes)
+
+
+def names() -> list[str]:
+  """The registered losses' names, sorted."""
+  return sorted(_LOSSES)
+
+
+def settings(name: str) -> dict[str, Any]:
+  """The hyper-parameters of loss `name` with their defaults (the method's published
+  values), read from its signature: what a config's `loss.<name>` holds.
+
+  Examples:
+    >>> from dahjax import losses
+    >>> losses.settings('dsh')
+    {'margin': None, 'alpha': 0.01}
+  """
+  params = inspect.signature(get_loss(name)).parameters.values()
+  return {p.name: p.default for p in params if p.name not in TRAINER_KEYWORDS}
+
+
+def setting_type(name: str, key: str) -> type:
+  """The type of setting `key` of loss `name` (its annotation, without None)."""
+  hint = typing.get_type_hints(get_loss(name))[key]
+  if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+    hint = next(t for t in typing.get_args(hint) if t is not type(None))
+  return hint
+
+
 def loss_kwargs(name: str, loss_config: Any) -> dict[str, Any]:
   """The hyper-parameters of loss `name`: `loss_config[name]` (a config's `loss` holds
   one dict of settings per loss), checked against the loss's signature.
@@ -93,14 +162,13 @@ def loss_kwargs(name: str, loss_config: Any) -> dict[str, Any]:
     >>> losses.loss_kwargs('dsh', {'dsh': {'alpha': 0.01}, 'dpfah': {'alpha': 0.5}})
     {'alpha': 0.01}
   """
-  params = inspect.signature(get_loss(name)).parameters
-  takes = [k for k in params if k not in ('outputs', 'labels', 'hash_weight')]
+  known = list(settings(name))
   values = dict(loss_config[name]) if name in loss_config else {}
-  unknown = sorted(set(values) - set(takes))
+  unknown = sorted(set(values) - set(known))
   if unknown:
     raise ValueError(
       f'loss.{name}.{unknown[0]}: loss {name!r} has no such setting; it takes '
-      f'{", ".join(takes) or "none"}.'
+      f'{", ".join(known) or "none"}.'
     )
   return values
 
@@ -109,11 +177,9 @@ def check_hash_warmup(name: str, warmup_steps: int) -> None:
   """Raises ValueError for a warm-up of the hash terms that loss `name` cannot take."""
   if warmup_steps < 0:
     raise ValueError(f'loss.hash_warmup_steps={warmup_steps}: use 0 (off) or more steps.')
-  if warmup_steps and 'hash_weight' not in inspect.signature(get_loss(name)).parameters:
-    takes = sorted(
-      n for n, f in _LOSSES.items() if 'hash_weight' in inspect.signature(f).parameters
-    )
+  if warmup_steps and not takes(name, 'hash_weight'):
+    those = sorted(n for n in _LOSSES if takes(n, 'hash_weight'))
     raise ValueError(
       f'loss.hash_warmup_steps={warmup_steps}: loss {name!r} has no weight to warm up; '
-      f'the option is for {", ".join(takes)} (set it to 0).'
+      f'the option is for {", ".join(those)} (set it to 0).'
     )
