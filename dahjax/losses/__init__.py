@@ -33,12 +33,18 @@ from dahjax.losses.dah import dah_loss
 from dahjax.losses.dah import dah_similarity_term
 from dahjax.losses.dfh import dfh_init_memory
 from dahjax.losses.dfh import dfh_loss
+from dahjax.losses.dhn import dhn_loss
 from dahjax.losses.dpfah import dpfah_likelihood_loss
 from dahjax.losses.dpfah import dpfah_loss
 from dahjax.losses.dpfah import dpfah_quantization_loss
+from dahjax.losses.dpsh import dpsh_init_memory
+from dahjax.losses.dpsh import dpsh_loss
 from dahjax.losses.dsdh import dsdh_init_memory
 from dahjax.losses.dsdh import dsdh_loss
 from dahjax.losses.dsh import dsh_loss
+from dahjax.losses.hashnet import hashnet_beta
+from dahjax.losses.hashnet import hashnet_loss
+from dahjax.losses.lcdsh import lcdsh_loss
 from dahjax.losses.pairs import check_batch_size
 from dahjax.losses.pairs import off_diagonal_mean
 from dahjax.losses.pairs import pairwise_similarity
@@ -52,13 +58,18 @@ __all__ = [
   'dah_loss',
   'dah_similarity_term',
   'dfh_loss',
+  'dhn_loss',
   'dpfah_likelihood_loss',
   'dpfah_loss',
   'dpfah_quantization_loss',
+  'dpsh_loss',
   'dsdh_loss',
   'dsh_loss',
   'get_loss',
+  'hashnet_beta',
+  'hashnet_loss',
   'init_memory',
+  'lcdsh_loss',
   'loss_kwargs',
   'names',
   'off_diagonal_mean',
@@ -74,9 +85,13 @@ __all__ = [
 _LOSSES: dict[str, Callable[..., tuple[jax.Array, dict[str, jax.Array]]]] = {
   'dah': dah_loss,
   'dfh': dfh_loss,
+  'dhn': dhn_loss,
   'dpfah': dpfah_loss,
+  'dpsh': dpsh_loss,
   'dsdh': dsdh_loss,
   'dsh': dsh_loss,
+  'hashnet': hashnet_loss,
+  'lcdsh': lcdsh_loss,
 }
 
 
@@ -104,6 +119,7 @@ def get_loss(name: str) -> Callable[..., tuple[jax.Array, dict[str, jax.Array]]]
 # Initial memories of the losses that keep one: functions of (num_train, bits, num_classes).
 _MEMORIES: dict[str, Callable[..., dict[str, jax.Array]]] = {
   'dfh': dfh_init_memory,
+  'dpsh': dpsh_init_memory,
   'dsdh': dsdh_init_memory,
 }
 
