@@ -27,10 +27,13 @@ import jax
 from dahjax import registry
 from dahjax.losses.classification import sigmoid_cross_entropy
 from dahjax.losses.classification import softmax_cross_entropy
+from dahjax.losses.csq import csq_centers
+from dahjax.losses.csq import csq_loss
 from dahjax.losses.dah import dah_balance_term
 from dahjax.losses.dah import dah_hash_loss
 from dahjax.losses.dah import dah_loss
 from dahjax.losses.dah import dah_similarity_term
+from dahjax.losses.dbdh import dbdh_loss
 from dahjax.losses.dfh import dfh_init_memory
 from dahjax.losses.dfh import dfh_loss
 from dahjax.losses.dhn import dhn_loss
@@ -42,8 +45,10 @@ from dahjax.losses.dpsh import dpsh_loss
 from dahjax.losses.dsdh import dsdh_init_memory
 from dahjax.losses.dsdh import dsdh_loss
 from dahjax.losses.dsh import dsh_loss
+from dahjax.losses.greedyhash import greedyhash_loss
 from dahjax.losses.hashnet import hashnet_beta
 from dahjax.losses.hashnet import hashnet_loss
+from dahjax.losses.idhn import idhn_loss
 from dahjax.losses.lcdsh import lcdsh_loss
 from dahjax.losses.pairs import check_batch_size
 from dahjax.losses.pairs import off_diagonal_mean
@@ -53,10 +58,13 @@ from dahjax.losses.pairs import squared_distances
 __all__ = [
   'check_batch_size',
   'check_hash_warmup',
+  'csq_centers',
+  'csq_loss',
   'dah_balance_term',
   'dah_hash_loss',
   'dah_loss',
   'dah_similarity_term',
+  'dbdh_loss',
   'dfh_loss',
   'dhn_loss',
   'dpfah_likelihood_loss',
@@ -66,8 +74,10 @@ __all__ = [
   'dsdh_loss',
   'dsh_loss',
   'get_loss',
+  'greedyhash_loss',
   'hashnet_beta',
   'hashnet_loss',
+  'idhn_loss',
   'init_memory',
   'lcdsh_loss',
   'loss_kwargs',
@@ -83,14 +93,18 @@ __all__ = [
 ]
 
 _LOSSES: dict[str, Callable[..., tuple[jax.Array, dict[str, jax.Array]]]] = {
+  'csq': csq_loss,
   'dah': dah_loss,
+  'dbdh': dbdh_loss,
   'dfh': dfh_loss,
   'dhn': dhn_loss,
   'dpfah': dpfah_loss,
   'dpsh': dpsh_loss,
   'dsdh': dsdh_loss,
   'dsh': dsh_loss,
+  'greedyhash': greedyhash_loss,
   'hashnet': hashnet_loss,
+  'idhn': idhn_loss,
   'lcdsh': lcdsh_loss,
 }
 
@@ -99,7 +113,7 @@ def get_loss(name: str) -> Callable[..., tuple[jax.Array, dict[str, jax.Array]]]
   """Returns the registered total loss `name`.
 
   Args:
-    name: a key of the registry: 'dah', 'dpfah', 'dsh'.
+    name: a key of the registry (`names()`).
 
   Returns:
     The loss function: keyword arguments `outputs`, `labels` and its hyper-parameters,

@@ -20,7 +20,12 @@ followed here:
 The release subtracts a per-pixel mean image; here the per-channel mean of CIFAR-10's
 50,000 training images is subtracted (a constant, so the model needs no data to build).
 The paper's network has no classifier; `logits` is a linear layer on the 500 features
-beside the hash layer, for the methods that train one (DSH's loss ignores it).
+beside the hash layer, for the methods that train one (DSH's loss ignores it), or, with
+`classifier_reads='sign_codes'`, a linear layer without bias on sgn(u) with the
+straight-through gradient (GreedyHash's classifier, Sec. 3 of its paper). With
+`hash_activation='shrink_sigmoid'` and `classifier_reads='codes'` the network ends in
+DAH's head (its hash layer squeezed into (1/4, 3/4), the classifier reading it), so
+DAH's loss can run on this backbone too.
 """
 
 import flax.linen as nn
@@ -33,6 +38,11 @@ from dahjax.models import heads
 # The mean RGB pixel of CIFAR-10's 50,000 training images on the [0, 255] scale (the
 # channel means of the release's mean image, CIFAR-10/mean.binaryproto).
 CIFAR10_MEAN_RGB = (125.31, 122.95, 113.87)
+
+# What the classifier reads: the features, the hash layer's output (DAH), or the sign
+# codes (GreedyHash).
+CLASSIFIER_READS = ('features', 'codes', 'sign_codes')
+HASH_ACTIVATIONS = ('none', 'shrink_sigmoid')
 
 # Caffe's "xavier" filler: uniform(-sqrt(3 / fan_in), +sqrt(3 / fan_in)).
 xavier_uniform = nn.initializers.variance_scaling(1.0, 'fan_in', 'uniform')
@@ -101,6 +111,9 @@ class DSHNet(nn.Module):
     bits: code length k.
     num_classes: number of classes C of the (optional) linear classifier.
     conv_impl: max pooling's implementation, 'auto', 'xla' or 'slices' (`conv.IMPLS`).
+    hash_activation: 'none' (DSH: the raw outputs u) or 'shrink_sigmoid' (DAH's eq. 1).
+    classifier_reads: 'features' (the 500 features), 'codes' (the hash layer's output:
+      DAH) or 'sign_codes' (sgn(u), no bias, straight-through: GreedyHash).
     dtype: computation dtype (parameters stay float32).
 
   Examples:
@@ -119,9 +132,28 @@ class DSHNet(nn.Module):
   bits: int = 12
   num_classes: int = 10
   conv_impl: str = 'auto'
+  hash_activation: str = 'none'
+  classifier_reads: str = 'features'
   dtype: jnp.dtype = jnp.float32
 
-  binary_codes = staticmethod(heads.sign_codes)
+  def binary_codes(self, h: jax.Array) -> jax.Array:
+    """0/1 uint8 codes of the hash layer's output: sgn(u), or h > 1/2 after the shrink
+    sigmoid."""
+    if self.hash_activation == 'shrink_sigmoid':
+      return heads.shrink_sigmoid_codes(h)
+    return heads.sign_codes(h)
+
+  def __post_init__(self):
+    for name, valid in (
+      ('hash_activation', HASH_ACTIVATIONS),
+      ('classifier_reads', CLASSIFIER_READS),
+    ):
+      if getattr(self, name) not in valid:
+        raise ValueError(
+          f'Unknown model.{name} {getattr(self, name)!r} for dsh_cnn; '
+          f'valid: {", ".join(valid)}.'
+        )
+    super().__post_init__()
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> dict[str, jax.Array]:
@@ -145,5 +177,13 @@ class DSHNet(nn.Module):
     )
     features = nn.relu(dense(500, 'fc500')(x))
     u = dense(self.bits, 'hash')(features)
-    logits = dense(self.num_classes, 'classifier')(features)
+    if self.hash_activation == 'shrink_sigmoid':
+      u = heads.shrink_sigmoid(u)
+    if self.classifier_reads == 'sign_codes':
+      logits = nn.Dense(
+        self.num_classes, use_bias=False, kernel_init=xavier_uniform, name='classifier'
+      )(heads.greedy_sign(u))
+    else:
+      seen = u if self.classifier_reads == 'codes' else features
+      logits = dense(self.num_classes, 'classifier')(seen)
     return {'hash': u.astype(jnp.float32), 'logits': logits.astype(jnp.float32)}

@@ -199,6 +199,49 @@ def sign_codes(u: jax.Array) -> jax.Array:
   return (u >= 0).astype(jnp.uint8)
 
 
+@jax.custom_vjp
+def greedy_sign(u: jax.Array) -> jax.Array:
+  """GreedyHash's hash layer: b = sgn(u) forward, the gradient passed through unchanged.
+
+  Forward, every bit is -1 or +1, with sgn(0) = +1 (bit 1 where u >= 0, the repository's
+  convention; the release's torch.sign gives 0 there). Backward, dL/du = dL/db: the
+  straight-through gradient of the paper's hash coding layer (Sec. 3).
+
+  Args:
+    u: raw hash layer outputs, any shape.
+
+  Returns:
+    +-1 codes, same shape and dtype as `u`.
+
+  Examples:
+    >>> import jax
+    >>> import jax.numpy as jnp
+    >>> from dahjax.models import heads
+    >>> u = jnp.array([-0.5, 0.0, 2.0])
+    >>> print(heads.greedy_sign(u))
+    [-1.  1.  1.]
+    >>> weights = jnp.array([1.0, 2.0, 3.0])
+    >>> print(jax.grad(lambda u: jnp.sum(weights * heads.greedy_sign(u)))(u))
+    [1. 2. 3.]
+
+  References:
+    Su, Zhang, Han & Tian, "Greedy Hash: Towards Fast Optimization for Accurate Hash Coding
+    in CNN", NeurIPS 2018, Sec. 3 (the hash coding layer).
+  """
+  return jnp.where(u >= 0, 1.0, -1.0).astype(u.dtype)
+
+
+def _greedy_sign_fwd(u):
+  return greedy_sign(u), None
+
+
+def _greedy_sign_bwd(_, g):
+  return (g,)
+
+
+greedy_sign.defvjp(_greedy_sign_fwd, _greedy_sign_bwd)
+
+
 class ParallelHashHead(nn.Module):
   """DPFAH's heads: Dense(bits) -> u and, beside it, Dense(num_classes) -> logits.
 

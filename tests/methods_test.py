@@ -1,0 +1,44 @@
+"""Every registered loss trains through the project's train step on DSH's small CNN."""
+
+import jax
+import numpy as np
+import pytest
+
+from configs import default
+from dahjax import losses
+from dahjax import parallel
+from dahjax import state as state_lib
+from dahjax import train
+
+# The head each method's loss expects of the network (the rest read the raw outputs).
+HEADS = {
+  'dah': dict(hash_activation='shrink_sigmoid', classifier_reads='codes'),
+  'greedyhash': dict(classifier_reads='sign_codes'),
+}
+
+
+@pytest.mark.parametrize('name', losses.names())
+def test_every_loss_trains_a_step(name):
+  config = default.get_config()
+  config.model_name, config.loss_name = 'dsh_cnn', name
+  config.model.update(bits=8, num_classes=3, **HEADS.get(name, {}))
+  rng = np.random.default_rng(0)
+  batch = {
+    'image': rng.integers(0, 256, (6, 32, 32, 3), dtype=np.uint8),
+    'label': np.eye(3, dtype=np.float32)[[0, 1, 2, 0, 1, 2]],
+    'index': np.array([3, 0, 7, 5, 1, 9], np.int32),
+  }
+  model = state_lib.create_model(config)
+  state = state_lib.create_train_state(jax.random.key(0), config, model, num_train=10)
+  before = jax.tree.map(np.asarray, (state.params, state.loss_memory))
+  mesh = parallel.create_mesh()
+  state = jax.device_put(state, parallel.replicated(mesh))
+  step = train.make_train_step(config)
+  for _ in range(2):
+    state, metrics = step(state, parallel.global_batch(batch, mesh))
+    assert all(np.isfinite(float(v)) for v in metrics.values()), metrics
+  assert not np.allclose(state.params['hash']['kernel'], before[0]['hash']['kernel'])
+  if before[1]:  # A memory: the batch's rows were written, the others not.
+    seen = np.isin(np.arange(10), batch['index'])
+    rows = np.asarray(state.loss_memory['U'])  # Every memory holds the outputs U.
+    assert np.any(rows[seen] != 0, axis=1).all() and not rows[~seen].any()
