@@ -404,7 +404,10 @@ def method_name(
   loss_name: str | None = None,
   loss: dict[str, Any] | None = None,
 ) -> str:
-  """The method's name in the papers' tables, e.g. 'DAH', 'NoneA-DAH', 'DPFAH'.
+  """The method's name in the papers' tables, e.g. 'DAH', 'NoneA-DAH', 'DPFAH', 'DSH'.
+
+  DAH's and DPFAH's names depend on their backbone's options; any other method is named
+  by its loss (`losses.TITLES`).
 
   Args:
     model_name: the registered model (`config.model_name`).
@@ -412,12 +415,16 @@ def method_name(
     loss_name: `config.loss_name`; with 'dpfah', `loss` tells the ablations apart.
     loss: the loss's settings (`config.loss`).
   """
+  if loss_name not in (None, 'dah', 'dpfah'):
+    return losses.TITLES[loss_name]  # A baseline: named by its loss, on any backbone.
   if loss_name == 'dpfah' and loss and not loss.get('eta') and not loss.get('zeta'):
     if model_name == 'dpfah_resnet18' and attention in _L1_ONLY:
       return _L1_ONLY[attention]
     return f'{method_name(model_name, attention)}, L1 only'
   if (model_name, attention) in _METHODS:
     return _METHODS[model_name, attention]
+  if loss_name is not None:
+    return losses.TITLES[loss_name]  # DAH's or DPFAH's loss on another backbone.
   return model_name if attention is None else f'{model_name} ({attention})'
 
 

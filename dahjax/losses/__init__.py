@@ -130,6 +130,23 @@ def get_loss(name: str) -> Callable[..., tuple[jax.Array, dict[str, jax.Array]]]
   return registry.lookup(_LOSSES, name, 'loss', 'losses')
 
 
+# Each loss's method as its paper names it.
+TITLES = {
+  'csq': 'CSQ',
+  'dah': 'DAH',
+  'dbdh': 'DBDH',
+  'dfh': 'DFH',
+  'dhn': 'DHN',
+  'dpfah': 'DPFAH',
+  'dpsh': 'DPSH',
+  'dsdh': 'DSDH',
+  'dsh': 'DSH',
+  'greedyhash': 'GreedyHash',
+  'hashnet': 'HashNet',
+  'idhn': 'IDHN',
+  'lcdsh': 'LCDSH',
+}
+
 # Initial memories of the losses that keep one: functions of (num_train, bits, num_classes).
 _MEMORIES: dict[str, Callable[..., dict[str, jax.Array]]] = {
   'dfh': dfh_init_memory,

@@ -1,0 +1,34 @@
+"""The comparison trains each missing (method, bits) run once and tables them."""
+
+import os
+
+import pytest
+
+from dahjax import compare
+from dahjax import comparison
+
+
+def test_comparison_trains_missing_runs_keeps_finished_ones(tiny_config, tmp_path):
+  tiny_config.model_name = 'dsh_cnn'
+  tiny_config.num_train_steps = 2
+  root = str(tmp_path / 'runs')
+  workdirs = comparison.run_all(tiny_config, root, ['dsh', 'hashnet'], [8])
+  assert workdirs == [os.path.join(root, 'dsh_8'), os.path.join(root, 'hashnet_8')]
+  table = compare.markdown_table(compare.load_results(workdirs))
+  assert '| DSH | dah_cifar10 |' in table and '| HashNet | dah_cifar10 |' in table
+  metrics = os.path.join(workdirs[0], compare.METRICS_FILE)
+  before = os.path.getmtime(metrics)
+  # Again, with one run removed: only that one trains.
+  removed = os.path.join(workdirs[1], compare.METRICS_FILE)
+  os.remove(removed)
+  comparison.run_all(tiny_config, root, ['dsh', 'hashnet'], [8])
+  assert os.path.getmtime(metrics) == before and os.path.exists(removed)
+
+
+def test_each_loss_gets_the_head_it_needs():
+  assert comparison.head_settings('dsh_cnn', 'dah') == dict(
+    hash_activation='shrink_sigmoid', classifier_reads='codes'
+  )
+  assert comparison.head_settings('dah_resnet30', 'dsh') == dict(hash_layer='linear')
+  with pytest.raises(ValueError, match='GreedyHash needs a head.*compare it on dsh_cnn'):
+    comparison.head_settings('dpfah_resnet18', 'greedyhash')
