@@ -139,7 +139,10 @@ def test_train_batches_with_bad_images_do_not_depend_on_processes(broken_folder,
   kw = dict(image_size=32, random_flip=True, seed=0, start_step=0, num_steps=8)
   log = bad_images.BadImageLog(pool, str(tmp_path))
   full = list(pipeline.train_dataset(pool, sampler, bad_image_log=log, **kw))
-  assert set(full[0]) == {'image', 'flip', 'label'}
+  assert set(full[0]) == {'image', 'flip', 'label', 'index'}
+  # 'index' is the training-split position of the image used (a substitute's own).
+  for b in full:
+    np.testing.assert_array_equal(pool.labels[sampler.indices[b['index']]], b['label'])
   # 8 steps x 2 per class is 2 epochs of 8 images per class: each bad image twice.
   assert log.replaced == 4
   listed = [l.split('\t')[0] for l in open(tmp_path / bad_images.LIST_FILE)]
@@ -154,7 +157,7 @@ def test_train_batches_with_bad_images_do_not_depend_on_processes(broken_folder,
     for p in range(2)
   ]
   for step in range(8):
-    for key in ('image', 'flip', 'label'):
+    for key in ('image', 'flip', 'label', 'index'):
       np.testing.assert_array_equal(
         np.concatenate([halves[0][step][key], halves[1][step][key]]), full[step][key]
       )

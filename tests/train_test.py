@@ -153,7 +153,7 @@ def test_grad_clip_norm_clips_before_the_optimizer():
   'field,value,error,match',
   [
     ('model_name', 'resnet99', ValueError, 'valid models: dah_resnet30, dpfah_resnet18'),
-    ('loss_name', 'triplet', ValueError, 'valid losses: dah, dpfah'),
+    ('loss_name', 'triplet', ValueError, 'valid losses: csq, dah'),
     (
       'data.protocol',
       'nus',
