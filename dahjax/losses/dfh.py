@@ -12,11 +12,6 @@ from dahjax.losses import pairs
 _HIGHEST = jax.lax.Precision.HIGHEST
 
 
-def _sign(x: jax.Array) -> jax.Array:
-  """sgn with sgn(0) = +1, so that every bit is -1 or +1 (bit 1 where >= 0)."""
-  return jnp.where(x >= 0, 1.0, -1.0).astype(x.dtype)
-
-
 def _label_weights(labels: jax.Array) -> jax.Array:
   """Each multi-hot row divided by its number of labels, so C y is the mean of its centres."""
   return labels / jnp.maximum(jnp.sum(labels, axis=-1, keepdims=True), 1.0)
@@ -91,7 +86,7 @@ def dfh_center_update(
     c_k = c[:, k]
     shared = jnp.matmul(c, gram[:, k], precision=_HIGHEST) - c_k * gram[k, k]
     others = jnp.sum(c, axis=-1) - c_k
-    return c.at[:, k].set(_sign(q[:, k] - shared - nu * others))
+    return c.at[:, k].set(pairs.sign(q[:, k] - shared - nu * others))
 
   return jax.lax.fori_loop(0, labels.shape[-1], center, jnp.asarray(centers, jnp.float32))
 
@@ -178,7 +173,7 @@ def dfh_loss(
   mem_u = memory['U'].at[indices].set(const_u)
   mem_y = memory['Y'].at[indices].set(labels)
   weights = _label_weights(labels)
-  b = _sign(const_u + mu * jnp.matmul(weights, memory['C'].T, precision=_HIGHEST))
+  b = pairs.sign(const_u + mu * jnp.matmul(weights, memory['C'].T, precision=_HIGHEST))
   centers = dfh_center_update(centers=memory['C'], codes=b, labels=weights, nu=nu)
 
   theta = 0.5 * (u @ mem_u.T)

@@ -8,11 +8,6 @@ import jax.numpy as jnp
 from dahjax.losses import pairs
 
 
-def _sign(x: jax.Array) -> jax.Array:
-  """sgn with sgn(0) = +1, so that every bit is -1 or +1 (bit 1 where >= 0)."""
-  return jnp.where(x >= 0, 1.0, -1.0).astype(x.dtype)
-
-
 def dpsh_init_memory(
   *, num_train: int, bits: int, num_classes: int
 ) -> dict[str, jax.Array]:
@@ -121,7 +116,7 @@ def dpsh_loss(
   theta = 0.5 * (u @ mem_u.T)
   s = pairs.pairwise_similarity(labels, mem_y)
   likelihood = 2.0 * jnp.mean(jax.nn.softplus(theta) - s * theta)
-  b = _sign(const_u)
+  b = pairs.sign(const_u)
   quantization = (eta / n) * jnp.mean(jnp.sum(jnp.square(b - u), axis=-1))
   aux = {
     'likelihood': likelihood,

@@ -12,11 +12,6 @@ from dahjax.losses import pairs
 _HIGHEST = jax.lax.Precision.HIGHEST
 
 
-def _sign(x: jax.Array) -> jax.Array:
-  """sgn with sgn(0) = +1, so that every bit is -1 or +1 (bit 1 where >= 0)."""
-  return jnp.where(x >= 0, 1.0, -1.0).astype(x.dtype)
-
-
 def dsdh_init_memory(
   *, num_train: int, bits: int, num_classes: int
 ) -> dict[str, jax.Array]:
@@ -69,7 +64,7 @@ def _b_sweep(codes: jax.Array, weights: jax.Array, target: jax.Array) -> jax.Arr
 
   def bit(r, b):
     others = jnp.matmul(b, gram[:, r], precision=_HIGHEST) - b[:, r] * gram[r, r]
-    return b.at[:, r].set(_sign(target[:, r] - others))
+    return b.at[:, r].set(pairs.sign(target[:, r] - others))
 
   return jax.lax.fori_loop(0, codes.shape[-1], bit, codes)
 
@@ -231,7 +226,7 @@ def dsdh_loss(
   mem_u = memory['U'].at[indices].set(const_u)
   mem_y = memory['Y'].at[indices].set(labels)
   seen = memory['B'][indices]
-  b = jnp.where(jnp.all(seen == 0, axis=-1, keepdims=True), _sign(const_u), seen)
+  b = jnp.where(jnp.all(seen == 0, axis=-1, keepdims=True), pairs.sign(const_u), seen)
   mem_b = memory['B'].at[indices].set(b)
 
   theta = 0.5 * (u @ mem_u.T)

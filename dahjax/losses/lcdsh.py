@@ -8,11 +8,6 @@ import jax.numpy as jnp
 from dahjax.losses import pairs
 
 
-def _sign(x: jax.Array) -> jax.Array:
-  """sgn with sgn(0) = +1, so that every bit is -1 or +1 (bit 1 where >= 0)."""
-  return jnp.where(x >= 0, 1.0, -1.0).astype(x.dtype)
-
-
 def lcdsh_loss(
   *,
   outputs: dict[str, jax.Array],
@@ -61,7 +56,7 @@ def lcdsh_loss(
     IJCAI 2017, pp. 3567-3573 (the pairwise posterior and the locality constraint).
   """
   u = outputs['hash'].astype(jnp.float32)
-  b = _sign(jax.lax.stop_gradient(u))
+  b = pairs.sign(jax.lax.stop_gradient(u))
   s = pairs.pairwise_similarity(labels)
   theta = 0.5 * (u @ u.T)
   phi = 0.5 * (b @ b.T)

@@ -115,3 +115,8 @@ def check_batch_size(batch_size: int) -> None:
   """Raises ValueError for a batch too small to hold a pair (every loss is pairwise)."""
   if batch_size < 2:
     raise ValueError(f'batch_size={batch_size}: pairwise losses need at least 2.')
+
+
+def sign(x: jax.Array) -> jax.Array:
+  """sgn with sgn(0) = +1, so that every bit is -1 or +1 (bit 1 where >= 0, as the codes)."""
+  return jnp.where(x >= 0, 1.0, -1.0).astype(x.dtype)
