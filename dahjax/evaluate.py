@@ -31,7 +31,8 @@ from dahjax import state as state_lib
 from dahjax.data import input_data
 
 
-def _encode_settings(config: ml_collections.ConfigDict) -> dict[str, Any]:
+def encode_settings(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """The encoder's batch and image settings of `config` (`encode.encode_split`'s keywords)."""
   # A multiple of the devices (and processes) the batch is split over.
   unit = int(np.lcm(jax.device_count(), jax.process_count()))
   return dict(
@@ -136,7 +137,7 @@ class LearningCurve:
   def evaluate(self, state, step: int, train_means: dict[str, float]) -> dict[str, Any]:
     """Encodes the database and the curve's queries with `state` and records a point."""
     start = time.monotonic()
-    variables, kwargs = _variables(state, self._mesh), _encode_settings(self._config)
+    variables, kwargs = _variables(state, self._mesh), encode_settings(self._config)
     splits, pool = self._data.splits, self._data.pool
     (db_codes, _), db_ok, _ = encode.encode_split(
       self._encoder, variables, pool, splits['database'], name='database (curve)', **kwargs
@@ -272,7 +273,7 @@ def evaluate(
   encoder = encode.make_encoder(
     model, mesh, encode.encode_chunk_size(config.eval.chunk_size), with_predictions=True
   )
-  kwargs = _encode_settings(config)
+  kwargs = encode_settings(config)
 
   all_q, all_db = data.splits['query'], data.splits['database']
   logging.info('Encoding %d database and %d query images.', len(all_db), len(all_q))

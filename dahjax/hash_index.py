@@ -123,6 +123,23 @@ def linear_scan(database_codes, query_code, radius: int) -> Result:
   return _scan(_pack(codes), _pack(query)[0], _check_radius(radius))
 
 
+def _nearest(words: np.ndarray, query_words: np.ndarray, k: int, bits: int) -> Result:
+  """The k items nearest one query, by (distance, id), in O(n): the distance d at
+  which the k-th item falls is found from a count of each distance, and only the items
+  below d and the first ones at d are sorted."""
+  dist = retrieval.hamming_distance(words, query_words)
+  if k >= len(dist):
+    ids = np.arange(len(dist))
+    return _sorted_result(ids, dist)
+  counts = np.cumsum(np.bincount(dist, minlength=bits + 1))
+  cut = int(np.searchsorted(counts, k))  # First distance with at least k items up to it.
+  below = np.flatnonzero(dist < cut)
+  at = np.flatnonzero(dist == cut)[: k - len(below)]
+  ids = np.concatenate([below, at])
+  ids.sort()
+  return _sorted_result(ids, dist[ids])
+
+
 @functools.cache
 def _flip_masks(length: int, radius: int) -> np.ndarray:
   """Every uint64 with at most `radius` of its low `length` bits set, by popcount."""
@@ -255,6 +272,11 @@ class HammingIndex:
     """Code length of the indexed items."""
     return self._bits
 
+  def codes(self) -> np.ndarray:
+    """The indexed 0/1 codes [n, bits] (uint8), unpacked from the stored words."""
+    as_bytes = self._words.astype('<u8').view(np.uint8).reshape(len(self._words), -1)
+    return np.unpackbits(as_bytes, axis=1, count=self._bits, bitorder='little')
+
   @property
   def num_tables(self) -> int:
     """Number m of substrings, one hash table each."""
@@ -316,6 +338,25 @@ class HammingIndex:
     for chunk in self._chunks(len(query_words), plan):
       results += self._search_chunk(query_words[chunk], radius, plan)
     return results
+
+  def nearest(self, query_codes, k: int) -> list[Result]:
+    """The `k` nearest items of each query by Hamming distance, ties by id.
+
+    An exact scan (XOR + popcount over the packed codes, then a count of each
+    distance), not a table lookup: top-k has no radius to bound the buckets by. The
+    order is that of evaluation's ranking: by distance, then by id.
+
+    Args:
+      query_codes: 0/1 codes [q, bits].
+      k: results per query, k >= 1 (all n items when k >= n).
+
+    Returns:
+      A list of q (ids, distances) pairs of min(k, n) items each, int64.
+    """
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+      raise ValueError(f'k={k!r} must be a positive integer.')
+    query_words, _ = self._check_queries(query_codes, 0)
+    return [_nearest(self._words, w, int(k), self._bits) for w in query_words]
 
   def count_candidates(self, query_codes, radius: int) -> np.ndarray:
     """Number of items whose distance each query's search computes [q] (int64).

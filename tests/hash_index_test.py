@@ -52,6 +52,26 @@ def test_linear_scan_matches_a_loop():
   assert [(d, i) for i, d in zip(ids, distances)] == expected
 
 
+@pytest.mark.parametrize('bits,k', [(6, 1), (6, 25), (12, 7), (70, 30), (12, 500)])
+def test_nearest_matches_a_sort_of_every_pair(bits, k):
+  # 6 bits over 300 codes: many ties at every distance, so the tie order is tested.
+  codes = make_codes(300, bits, seed=bits)
+  queries = make_queries(codes)
+  results = hash_index.HammingIndex(codes).nearest(queries, k)
+  expected = []
+  for q in queries:
+    pairs = sorted((int(np.sum(q != c)), i) for i, c in enumerate(codes))[:k]
+    expected.append((np.array([i for _, i in pairs]), np.array([d for d, _ in pairs])))
+  assert_same(results, expected)
+
+
+def test_nearest_rejects_a_bad_k():
+  index = hash_index.HammingIndex(make_codes(10, 8))
+  for k in (0, -1, 2.5, True):
+    with pytest.raises(ValueError, match='positive integer'):
+      index.nearest(make_codes(1, 8), k)
+
+
 @pytest.mark.parametrize('bits', [8, 16, 33, 64])
 def test_index_equals_linear_scan(bits, index_path):
   del index_path
