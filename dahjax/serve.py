@@ -21,8 +21,11 @@ Bad input (no `image` field, an empty, truncated or non-image upload, one over
 no request names a path. It listens on 127.0.0.1 unless `--host` says otherwise.
 """
 
+from concurrent import futures
 import importlib.resources
+import queue
 import sys
+import threading
 import time
 
 from absl import app
@@ -51,6 +54,53 @@ class BadRequest(ValueError):
     self.status = status
 
 
+class Batcher:
+  """Encodes the uploads of concurrent requests together: a thread takes every image
+  waiting (up to `max_batch`) and encodes them in one forward pass, padded to a power of
+  two so that only log2(max_batch) + 1 shapes are ever compiled (`warm_up` compiles
+  them). One request alone waits for no other."""
+
+  def __init__(self, index: search.Index, max_batch: int = 16):
+    self._index, self._max = index, max_batch
+    self._queue: queue.Queue = queue.Queue()
+    threading.Thread(target=self._run, daemon=True, name='encoder').start()
+
+  def warm_up(self) -> None:
+    size = int(self._index.model.config.data.image_size)
+    blank = np.zeros((size, size, 3), np.uint8)
+    n = 1
+    while n <= self._max:
+      self._index.model.encode(np.stack([blank] * n))
+      n *= 2
+
+  def encode(self, image: np.ndarray) -> np.ndarray:
+    """The 0/1 code [bits] of a decoded uint8 HWC image."""
+    future = futures.Future()
+    self._queue.put((self._index.model.prepare(image), future))
+    return future.result()
+
+  def _run(self) -> None:
+    while True:
+      items = [self._queue.get()]
+      while len(items) < self._max:
+        try:
+          items.append(self._queue.get_nowait())
+        except queue.Empty:
+          break
+      images = np.stack([image for image, _ in items])
+      padded = 1 << (len(items) - 1).bit_length()
+      if padded > len(items):
+        images = np.concatenate([images, np.repeat(images[-1:], padded - len(items), 0)])
+      try:
+        codes = self._index.model.encode(images)
+      except Exception as e:  # pylint: disable=broad-except
+        for _, future in items:
+          future.set_exception(e)
+        continue
+      for k, (_, future) in enumerate(items):
+        future.set_result(codes[k])
+
+
 def _int_arg(values, name: str) -> int | None:
   value = values.get(name)
   if value is None or value == '':
@@ -70,11 +120,14 @@ def create_app(
   *,
   max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
   max_pixels: int = DEFAULT_MAX_PIXELS,
+  max_batch: int = 16,
 ):
-  """The Flask app serving `index` (for tests: `create_app(index).test_client()`)."""
+  """The Flask app serving `index` (for tests: `create_app(index).test_client()`);
+  uploads of concurrent requests are encoded together, up to `max_batch` at once."""
   if flask is None:
     raise ImportError("dahjax.serve needs Flask and waitress: pip install -e '.[serve]'")
   web = flask.Flask(__name__)
+  web.batcher = Batcher(index, max_batch)
   web.config['MAX_CONTENT_LENGTH'] = int(max_upload_mb * 2**20)
   page = _page()
 
@@ -163,7 +216,7 @@ def create_app(
       status = 413 if 'pixels' in str(e) else 400
       raise BadRequest(f'The upload: {e}', status) from None
     t1 = time.perf_counter()
-    code = index.encode_images([image])
+    code = web.batcher.encode(image)[None]
     t2 = time.perf_counter()
     results = index.search_codes(code, topk=topk, radius=radius)[0]
     t3 = time.perf_counter()
@@ -184,6 +237,7 @@ def define_flags() -> None:
   flags.DEFINE_string('host', '127.0.0.1', 'Address to listen on.')
   flags.DEFINE_integer('port', 8000, 'Port to listen on.')
   flags.DEFINE_integer('threads', 8, 'Request threads of the server.')
+  flags.DEFINE_integer('max_batch', 16, 'Most uploads encoded in one forward pass.')
   flags.DEFINE_float(
     'max_upload_mb', DEFAULT_MAX_UPLOAD_MB, 'Largest upload accepted, in MB.'
   )
@@ -207,10 +261,12 @@ def main(argv):
   except (FileNotFoundError, ValueError) as e:
     sys.exit(f'dahjax.serve: {e}')
   web = create_app(
-    index, max_upload_mb=flags.FLAGS.max_upload_mb, max_pixels=flags.FLAGS.max_pixels
+    index,
+    max_upload_mb=flags.FLAGS.max_upload_mb,
+    max_pixels=flags.FLAGS.max_pixels,
+    max_batch=flags.FLAGS.max_batch,
   )
-  size = int(index.model.config.data.image_size)
-  index.encode_images([np.zeros((size, size, 3), np.uint8)])  # Compile before serving.
+  web.batcher.warm_up()  # Compiles every batch shape before serving.
   print(
     f'Serving {len(index)} images of {flags.FLAGS.index} on http://{flags.FLAGS.host}:{flags.FLAGS.port}/'
   )

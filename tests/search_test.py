@@ -6,6 +6,7 @@ One small model is trained once for the file: DSH's CNN on two well-separated qu
 classes (airplane and frog), 150 steps, so that a query's nearest images are of its class.
 """
 
+from concurrent import futures
 import hashlib
 import io
 import json
@@ -387,6 +388,25 @@ def test_api_search_health_and_thumbnails(two_classes, loaded, client):
   assert page.status_code == 200 and b'id="file"' in page.data
 
 
+def test_concurrent_uploads_are_encoded_together_with_the_same_codes(two_classes, loaded):
+  from dahjax import serve
+
+  root, _ = two_classes
+  folder = os.path.join(root, 'test', 'airplane')
+  images = [sources.read_image(os.path.join(folder, f)) for f in sorted(os.listdir(folder))]
+  batcher = serve.Batcher(loaded, max_batch=4)
+  batches = []
+  real = loaded.model.encode
+  loaded.model.encode = lambda x: batches.append(len(x)) or real(x)
+  try:
+    with futures.ThreadPoolExecutor(len(images)) as pool:
+      codes = list(pool.map(batcher.encode, images))
+  finally:
+    del loaded.model.encode
+  np.testing.assert_array_equal(np.stack(codes), loaded.encode_images(images))
+  assert all(b in (1, 2, 4) for b in batches) and sum(batches) >= len(images)
+
+
 def bad_requests(query_jpeg):
   big = np.random.default_rng(0).integers(0, 256, (1100, 1100, 3), np.uint8)
   out = io.BytesIO()
@@ -399,7 +419,12 @@ def bad_requests(query_jpeg):
     ('not an image', dict(data=b'hello, world'), 400, 'not a readable image'),
     ('empty upload', dict(data=b''), 400, 'empty'),
     ('truncated JPEG', dict(data=query_jpeg[:300]), 400, 'Truncated'),
-    ('truncated after its header', dict(data=photo.getvalue()[:8000]), 400, 'cannot be decoded'),
+    (
+      'truncated after its header',
+      dict(data=photo.getvalue()[:8000]),
+      400,
+      'cannot be decoded',
+    ),
     ('over 1 MB', dict(data=out.getvalue()), 413, '1 MB'),
     ('over 1,000,000 pixels', dict(data=wide.getvalue()), 413, 'pixels'),
     ('wrong field', dict(data=query_jpeg, field='file'), 400, "field 'image'"),
