@@ -168,6 +168,8 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
         )
   except ValueError:
     raise
+  except Image.UnidentifiedImageError as e:
+    raise ValueError('not a readable image: no image format recognised in the data.') from e
   except Image.DecompressionBombError as e:
     raise ValueError(f'the image has too many pixels ({e}).') from e
   except Exception as e:  # PIL raises many types for what it cannot read.
