@@ -53,6 +53,11 @@ def get_config() -> ml_collections.ConfigDict:
       # torchvision's ImageNet ResNet18 weights (.npz, .safetensors, .pth) to start
       # dpfah_resnet18's backbone from; '': random initialisation.
       pretrained='',
+      # A training workdir to start from (its latest checkpoint): every parameter and
+      # BatchNorm statistic whose name and shape match is copied, the others (a hash
+      # layer of another code length) keep their fresh initialisation. Only the first
+      # start of a run reads it; a resumed run continues from its own checkpoints.
+      init_from='',
     )
   )
 
@@ -82,6 +87,10 @@ def get_config() -> ml_collections.ConfigDict:
       momentum=0.9,  # sgd.
       bias_lr_mult=1.0,  # sgd: the biases' rate is this times learning_rate.
       decay_biases=True,  # sgd: whether weight_decay applies to the biases too.
+      # Top-level parameter modules (comma-separated, e.g. 'hash') whose rate is
+      # new_layers_lr_mult times the others' (a new layer fine-tuned faster, DSH Sec. 4.2).
+      new_layers='',
+      new_layers_lr_mult=1.0,
       # 'constant', or 'step': x lr_decay_factor every lr_decay_every_steps steps.
       lr_schedule='constant',
       lr_decay_every_steps=0,

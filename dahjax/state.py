@@ -4,8 +4,11 @@ parameters of a checkpoint restored for evaluation (no optimiser built)."""
 from collections.abc import Callable
 import dataclasses
 import functools
+import json
+import os
 from typing import Any
 
+from absl import logging
 import flax
 from flax.training import train_state
 import jax
@@ -109,11 +112,32 @@ OPTIMIZERS: dict[
 }
 
 
+def new_layer_names(opt: ml_collections.ConfigDict) -> tuple[str, ...]:
+  return tuple(n.strip() for n in opt.get('new_layers', '').split(',') if n.strip())
+
+
+def _in_new_layers(names: tuple[str, ...]):
+  """A mask function: True for the parameters under the top-level modules `names`."""
+
+  def mask(params):
+    return jax.tree_util.tree_map_with_path(
+      lambda path, _: getattr(path[0], 'key', None) in names, params
+    )
+
+  return mask
+
+
 def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
   """The optimiser `config.optimizer.name` with `config.optimizer`'s settings, after
   clipping the gradients' global norm to `config.optimizer.grad_clip_norm` when it is
-  > 0 (not in either paper)."""
+  > 0 (not in either paper). The updates of `optimizer.new_layers` are scaled by
+  `optimizer.new_layers_lr_mult` last, so that they move that many times faster under
+  any optimiser."""
   opt = registry.lookup(OPTIMIZERS, config.optimizer.name, 'optimizer')(config.optimizer)
+  names = new_layer_names(config.optimizer)
+  mult = config.optimizer.get('new_layers_lr_mult', 1.0)
+  if names and mult != 1.0:
+    opt = optax.chain(opt, optax.masked(optax.scale(mult), _in_new_layers(names)))
   if config.optimizer.grad_clip_norm < 0:
     raise ValueError(
       f'optimizer.grad_clip_norm={config.optimizer.grad_clip_norm}: use 0 (no clipping) '
@@ -138,7 +162,50 @@ def init_variables(rng: jax.Array, config: ml_collections.ConfigDict, model):
   variables = init(rng, jnp.zeros((1, size, size, 3)))
   if config.model.pretrained:
     variables = pretrained.load_pretrained(config.model.pretrained, variables)
+  if config.model.get('init_from'):
+    variables = transfer_variables(config.model.init_from, variables)
   return variables
+
+
+def _load_run_config(workdir: str) -> ml_collections.ConfigDict:
+  path = os.path.join(workdir, checkpoints.CONFIG_FILE)
+  if not os.path.isfile(path):
+    raise FileNotFoundError(
+      f'model.init_from={workdir!r} is not a dahjax training workdir (no '
+      f'{checkpoints.CONFIG_FILE}); give the workdir of the run to start from.'
+    )
+  with open(path) as f:
+    return ml_collections.ConfigDict(json.load(f))
+
+
+def check_init_from(workdir: str) -> None:
+  """Raises FileNotFoundError unless `workdir` is a training workdir with a checkpoint."""
+  checkpoints.step_to_evaluate(_load_run_config(workdir), workdir)
+
+
+def transfer_variables(workdir: str, variables: dict[str, Any]) -> dict[str, Any]:
+  """`variables` with every leaf of the same name and shape taken from the latest
+  checkpoint of the run in `workdir`; the others are kept and logged."""
+  source_config = _load_run_config(workdir)
+  source = restore_for_eval(source_config, workdir, create_model(source_config))
+  flat_source = flax.traverse_util.flatten_dict(
+    {'params': source.params, 'batch_stats': source.batch_stats}
+  )
+  flat = flax.traverse_util.flatten_dict(flax.core.unfreeze(variables))
+  kept = []
+  for key, value in flat.items():
+    other = flat_source.get(key)
+    if other is not None and other.shape == value.shape:
+      flat[key] = jnp.asarray(other, value.dtype)
+    else:
+      kept.append('/'.join(key))
+  logging.info(
+    'Started from step %d of %s; freshly initialised: %s.',
+    int(source.step),
+    workdir,
+    ', '.join(kept) or 'none',
+  )
+  return flax.traverse_util.unflatten_dict(flat)
 
 
 def create_train_state(
@@ -146,6 +213,12 @@ def create_train_state(
 ) -> TrainState:
   """A new train state; `num_train` (the training images) sizes a loss's memory."""
   variables = init_variables(rng, config, model)
+  unknown = set(new_layer_names(config.optimizer)) - set(variables['params'])
+  if unknown:
+    raise ValueError(
+      f'optimizer.new_layers names {sorted(unknown)}, not parameter modules of '
+      f'{config.model_name}; its modules are {sorted(variables["params"])}.'
+    )
   memory = losses.init_memory(
     config.loss_name,
     num_train=num_train,

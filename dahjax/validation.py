@@ -27,6 +27,8 @@ def validate(config: ml_collections.ConfigDict, workdir: str) -> None:
   retrieval.check_bits(config.model.bits)
   if config.model.pretrained:
     pretrained.check(config.model_name, config.model.pretrained)
+  if config.model.init_from:
+    state.check_init_from(config.model.init_from)
   losses.get_loss(config.loss_name)
   losses.check_hash_warmup(config.loss_name, config.loss.hash_warmup_steps)
   state.create_optimizer(config)
