@@ -199,6 +199,12 @@ def write_full_config(config: ml_collections.ConfigDict, workdir: str) -> None:
   atomic.write_json(os.path.join(workdir, CONFIG_FILE), strict(config.to_dict()), indent=2)
 
 
+def read_config(path: str) -> ml_collections.ConfigDict:
+  """A config written by `write_full_config` (a workdir's or an index's config.json)."""
+  with open(path) as f:
+    return ml_collections.ConfigDict(json.load(f))
+
+
 def check_run_config(config: ml_collections.ConfigDict, workdir: str) -> None:
   """Records the run's settings in a new workdir; refuses a workdir of another run.
   Every start also writes the whole config to `config.json` (`write_full_config`).

@@ -32,6 +32,7 @@ last, so a reader or an interrupted run never sees half an index):
 
 import dataclasses
 import datetime
+import functools
 import hashlib
 import io
 import json
@@ -102,12 +103,15 @@ class Model:
       loss=losses.loss_kwargs(config.loss_name, config.loss),
     )
 
-  def to_bytes(self) -> bytes:
+  @functools.cached_property
+  def serialized(self) -> bytes:
+    """The variables as msgpack (computed once: the variables never change)."""
     return serialization.msgpack_serialize(jax.tree.map(np.asarray, self.variables))
 
+  @functools.cached_property
   def fingerprint(self) -> str:
     """SHA-256 of the serialized variables: equal for the same weights."""
-    return hashlib.sha256(self.to_bytes()).hexdigest()
+    return hashlib.sha256(self.serialized).hexdigest()
 
   def describe(self) -> dict[str, Any]:
     data = self.config.data
@@ -120,7 +124,7 @@ class Model:
       'transform': data.transform,
       'image_size': int(data.image_size),
       'resize_size': int(data.resize_size),
-      'fingerprint': self.fingerprint(),
+      'fingerprint': self.fingerprint,
     }
 
   def prepare(self, image: np.ndarray) -> np.ndarray:
@@ -143,27 +147,19 @@ class Model:
       self._encoder = (encode.make_encoder(model, mesh, chunk), variables)
     return self._encoder
 
-  def encode(self, images: np.ndarray) -> np.ndarray:
-    """0/1 uint8 codes [n, bits] of prepared images [n, size, size, 3] (uint8).
+  def encode(self, images: np.ndarray, pad_to: int = 1) -> np.ndarray:
+    """0/1 uint8 codes [n, bits] of n >= 1 prepared images [n, size, size, 3] (uint8).
 
-    The batch is padded to a multiple of the devices, so every size compiles once per
-    padded size.
+    The batch is padded, by repeating its last image, to at least `pad_to` rows and to a
+    multiple of the devices; the encoder compiles once per padded size.
     """
     encoder, variables = self.encoder()
     n = len(images)
     unit = jax.device_count()
-    padded = -(-max(n, 1) // unit) * unit
+    padded = -(-max(n, pad_to) // unit) * unit
     if padded != n:
-      pad = np.repeat(
-        images[-1:] if n else np.zeros((1, *images.shape[1:]), np.uint8), padded - n, 0
-      )
-      images = np.concatenate([images, pad]) if n else pad
+      images = np.concatenate([images, np.repeat(images[-1:], padded - n, 0)])
     return np.asarray(encoder(variables, images))[:n]
-
-
-def _config_from_json(path: str) -> ml_collections.ConfigDict:
-  with open(path) as f:
-    return ml_collections.ConfigDict(json.load(f))
 
 
 def load_model(workdir: str, checkpoint_step: int | None = None) -> Model:
@@ -181,7 +177,7 @@ def load_model(workdir: str, checkpoint_step: int | None = None) -> Model:
       f'{workdir} has no {checkpoints.CONFIG_FILE}: it is not a dahjax training workdir. '
       'Train one with python -m dahjax.main --config <config> --workdir <dir>.'
     )
-  config = _config_from_json(config_path)
+  config = checkpoints.read_config(config_path)
   model = state_lib.create_model(config)
   state = state_lib.restore_for_eval(config, workdir, model, checkpoint_step)
   variables = {'params': state.params, 'batch_stats': state.batch_stats}
@@ -325,7 +321,7 @@ def read_model(index_dir: str, manifest: dict[str, Any] | None = None) -> Model:
   """The model an index was made with, from the index alone."""
   manifest = manifest or read_manifest(index_dir)
   data = _data_dir(index_dir, manifest)
-  config = _config_from_json(os.path.join(data, _CONFIG_FILE))
+  config = checkpoints.read_config(os.path.join(data, _CONFIG_FILE))
   with open(os.path.join(data, _VARIABLES_FILE), 'rb') as f:
     variables = serialization.msgpack_restore(f.read())
   info = manifest['model']
@@ -378,7 +374,7 @@ def write_index(
   with open(os.path.join(data, _CONFIG_FILE), 'w') as f:
     f.write(model.config.to_json(indent=2))
   with open(os.path.join(data, _VARIABLES_FILE), 'wb') as f:
-    f.write(model.to_bytes())
+    f.write(model.serialized)
   hash_index.HammingIndex(contents.codes).save(os.path.join(data, _CODES_FILE))
   offsets = np.concatenate([[0], np.cumsum([len(t) for t in contents.thumbnails])])
   np.savez(
@@ -407,7 +403,7 @@ def _previous(index_dir: str, model: Model) -> Contents | None:
   except (FileNotFoundError, ValueError) as e:
     logging.warning('Encoding every image again: %s', e)
     return None
-  if contents.manifest['model']['fingerprint'] != model.fingerprint():
+  if contents.manifest['model']['fingerprint'] != model.fingerprint:
     old = contents.manifest['model']
     logging.warning(
       'The index at %s was made with another model (%s, step %s); encoding every '

@@ -100,17 +100,18 @@ class Index:
 
   def code(self, item: int) -> np.ndarray:
     """The 0/1 code [bits] of indexed image `item`."""
-    return self._contents.codes[self._check_id(item)]
+    return self._contents.codes[self.check_id(item)]
 
   def thumbnail(self, item: int) -> bytes:
     """The JPEG thumbnail of indexed image `item`."""
-    return self._contents.thumbnails[self._check_id(item)]
+    return self._contents.thumbnails[self.check_id(item)]
 
-  def _check_id(self, item) -> int:
+  def check_id(self, item) -> int:
+    """`item` as an int, or ValueError when it is no id of this index."""
     if isinstance(item, bool) or not isinstance(item, (int, np.integer)):
       raise ValueError(f'an index id is an integer, got {item!r}.')
     if not 0 <= item < len(self):
-      raise ValueError(f'no image {item} in the index (ids 0 to {len(self) - 1}).')
+      raise ValueError(f'No image {item} in the index: ids are 0 to {len(self) - 1}.')
     return int(item)
 
   def search_codes(
@@ -153,16 +154,20 @@ def load_index(path: str) -> Index:
   return Index(path)
 
 
+class ImageTooLarge(ValueError):
+  """An image over the pixel limit (or PIL's decompression-bomb limit)."""
+
+
 def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
-  """Image bytes as uint8 HWC RGB; ValueError naming the problem (not an image, too
-  many pixels, truncated)."""
+  """Image bytes as uint8 HWC RGB; ValueError naming the problem (not an image,
+  truncated), ImageTooLarge for too many pixels."""
   if not data:
     raise ValueError('the image is empty (0 bytes).')
   try:
     with Image.open(io.BytesIO(data)) as img:
       width, height = img.size
       if width * height > max_pixels:
-        raise ValueError(
+        raise ImageTooLarge(
           f'the image has {width}x{height} = {width * height:,} pixels, over the limit '
           f'of {max_pixels:,}.'
         )
@@ -171,7 +176,7 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
   except Image.UnidentifiedImageError as e:
     raise ValueError('not a readable image: no image format recognised in the data.') from e
   except Image.DecompressionBombError as e:
-    raise ValueError(f'the image has too many pixels ({e}).') from e
+    raise ImageTooLarge(f'the image has too many pixels ({e}).') from e
   except Exception as e:  # PIL raises many types for what it cannot read.
     raise ValueError(f'not a readable image ({bad_images_lib.describe(e)}).') from e
   try:

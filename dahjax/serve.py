@@ -88,11 +88,8 @@ class Batcher:
         except queue.Empty:
           break
       images = np.stack([image for image, _ in items])
-      padded = 1 << (len(items) - 1).bit_length()
-      if padded > len(items):
-        images = np.concatenate([images, np.repeat(images[-1:], padded - len(items), 0)])
       try:
-        codes = self._index.model.encode(images)
+        codes = self._index.model.encode(images, pad_to=1 << (len(items) - 1).bit_length())
       except Exception as e:  # pylint: disable=broad-except
         for _, future in items:
           future.set_exception(e)
@@ -139,6 +136,12 @@ def create_app(
     except ValueError as e:
       raise BadRequest(str(e)) from None
 
+  def indexed(item: int) -> None:
+    try:
+      index.check_id(item)
+    except ValueError as e:
+      raise BadRequest(str(e), 404) from None
+
   def answer(start: float, results, timing: dict[str, float]):
     return flask.jsonify(
       results=[r.to_dict() for r in results],
@@ -171,8 +174,7 @@ def create_app(
 
   @web.get('/api/thumbnail/<int:item>')
   def thumbnail(item: int):
-    if not 0 <= item < len(index):
-      raise BadRequest(f'No image {item}: ids are 0 to {len(index) - 1}.', 404)
+    indexed(item)
     response = flask.Response(index.thumbnail(item), mimetype='image/jpeg')
     response.headers['Cache-Control'] = 'public, max-age=3600'
     return response
@@ -186,8 +188,7 @@ def create_app(
         'GET /api/search needs ?id=<indexed image>; to search by a new image, POST it '
         "as multipart field 'image'."
       )
-    if not 0 <= item < len(index):
-      raise BadRequest(f'No image {item}: ids are 0 to {len(index) - 1}.', 404)
+    indexed(item)
     topk, radius = query_args(flask.request.args)
     t = time.perf_counter()
     results = index.search_codes(index.code(item)[None], topk=topk, radius=radius)[0]
@@ -213,7 +214,7 @@ def create_app(
     try:
       image = search.decode_image(data, max_pixels)
     except ValueError as e:
-      status = 413 if 'pixels' in str(e) else 400
+      status = 413 if isinstance(e, search.ImageTooLarge) else 400
       raise BadRequest(f'The upload: {e}', status) from None
     t1 = time.perf_counter()
     code = web.batcher.encode(image)[None]

@@ -4,7 +4,6 @@ parameters of a checkpoint restored for evaluation (no optimiser built)."""
 from collections.abc import Callable
 import dataclasses
 import functools
-import json
 import os
 from typing import Any
 
@@ -174,8 +173,7 @@ def _load_run_config(workdir: str) -> ml_collections.ConfigDict:
       f'model.init_from={workdir!r} is not a dahjax training workdir (no '
       f'{checkpoints.CONFIG_FILE}); give the workdir of the run to start from.'
     )
-  with open(path) as f:
-    return ml_collections.ConfigDict(json.load(f))
+  return checkpoints.read_config(path)
 
 
 def check_init_from(workdir: str) -> None:

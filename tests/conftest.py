@@ -15,25 +15,34 @@ QUICKSTART = os.path.join(
 CLASSES = ('airplane', 'automobile', 'bird')
 
 
-@pytest.fixture(scope='session')
-def tiny_folder(tmp_path_factory):
-  """3 classes x (8 train, 4 test) real CIFAR-10 JPEGs from the quick-start subset."""
-  root = tmp_path_factory.mktemp('tiny_cifar')
-  for split, n in (('train', 8), ('test', 4)):
-    for c in CLASSES:
-      os.makedirs(root / split / c)
+def copy_quickstart(root, classes, per_split) -> str:
+  """Copies the first `per_split[split]` quick-start images of each class and split to
+  `root/<split>/<class>/`; returns `root`."""
+  for split, n in per_split.items():
+    for c in classes:
+      os.makedirs(os.path.join(root, split, c))
       for f in sorted(os.listdir(os.path.join(QUICKSTART, split, c)))[:n]:
-        shutil.copyfile(os.path.join(QUICKSTART, split, c, f), root / split / c / f)
+        shutil.copyfile(
+          os.path.join(QUICKSTART, split, c, f), os.path.join(root, split, c, f)
+        )
   return str(root)
 
 
-@pytest.fixture
-def tiny_config(tiny_folder):
+@pytest.fixture(scope='session')
+def tiny_folder(tmp_path_factory):
+  """3 classes x (8 train, 4 test) real CIFAR-10 JPEGs from the quick-start subset."""
+  return copy_quickstart(
+    tmp_path_factory.mktemp('tiny_cifar'), CLASSES, {'train': 8, 'test': 4}
+  )
+
+
+def make_tiny_config(folder):
+  """A tiny DAH config over `folder` (3 classes): 8 bits, batch 6, 3 steps."""
   config = default.get_config()
   config.unlock()
   config.model.bits = 8
   config.model.num_classes = len(CLASSES)
-  config.data.data_dir = tiny_folder
+  config.data.data_dir = folder
   config.batch_size = 6
   config.num_train_steps = 3
   config.log_every_steps = 1
@@ -41,6 +50,11 @@ def tiny_config(tiny_folder):
   config.eval.batch_size = 8
   config.eval.precision_at = 5
   return config
+
+
+@pytest.fixture
+def tiny_config(tiny_folder):
+  return make_tiny_config(tiny_folder)
 
 
 def random_images(n, size=32, seed=0):

@@ -11,22 +11,18 @@ from configs import default
 from dahjax import state as state_lib
 from dahjax import train
 from dahjax import validation
+from tests import conftest
 
 
 def dsh_config(tiny_folder, bits):
-  config = default.get_config()
-  config.unlock()
+  """The tiny config with DSH's CNN and loss at `bits` bits, 2 steps."""
+  config = conftest.make_tiny_config(tiny_folder)
   config.model_name = 'dsh_cnn'
   config.loss_name = 'dsh'
   config.model.bits = bits
-  config.model.num_classes = 3
-  config.data.data_dir = tiny_folder
   config.data.image_size = 32
-  config.batch_size = 6
   config.num_train_steps = 2
-  config.checkpoint_every_steps = 2
   config.eval.batch_size = 12
-  config.eval.precision_at = 5
   return config
 
 
