@@ -1,6 +1,6 @@
 """How fast the input pipeline makes training batches, and what it costs the host.
 
-  python benchmarks/input_speed.py [--steps 12] [--batch 64]
+  python benchmarks/input_speed.py [--seconds 15] [--batch 64]
 
 For each transform, on JPEGs of the size it meets in practice (made from the shipped
 CIFAR-10 subset into a temporary folder):
@@ -15,10 +15,11 @@ It measures training batches per second from `pipeline.train_dataset` with 1 and
 grain worker processes (`config.data.num_workers`, one thread each) and their ratio;
 the host CPU time per image of making a batch in one process, for the uint8 batches
 the pipeline sends (crops on the host, scaling and flips on the device) against the
-float32 batches it sent before (the same crops, then x / 255 and the flip on the host),
-side by side in one run; and the bytes sent to the device per image. From the
-per-worker rate it estimates what a 16-core and a 96-core accelerator host would feed
-(one worker per core, the measured 2-worker efficiency). Appends to docs/benchmarks.md.
+float32 batches it sent before (the whole image resized, then cropped, then x / 255
+and the flip on the host), side by side in one run; and the bytes sent to the device
+per image. From the per-worker rate it estimates what a 16-core and a 96-core
+accelerator host would feed (one worker per core, the measured 2-worker efficiency).
+Appends to docs/benchmarks.md.
 """
 
 import os
@@ -36,7 +37,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from benchmarks import report  # pylint: disable=wrong-import-position
 
-_STEPS = flags.DEFINE_integer('steps', 60, 'Batches per pipeline measurement.')
+_STEPS = flags.DEFINE_integer('steps', 60, 'Fewest batches per pipeline measurement.')
+_SECONDS = flags.DEFINE_float('seconds', 15.0, 'Shortest pipeline measurement, in seconds.')
 _BATCH = flags.DEFINE_integer('batch', 64, 'Images per batch.')
 _IMAGES = flags.DEFINE_integer('images', 256, 'Images per class folder made.')
 _OUTPUT = flags.DEFINE_string(
@@ -53,6 +55,7 @@ CASES = [
   ('imagenet_crop, 500 x 375 JPEGs', 'imagenet_crop', 224, (500, 375)),
 ]
 HOSTS = (16, 96)
+WARMUP = 4  # Batches from each worker before the clock starts.
 
 
 def make_folder(root: str, size, per_class: int) -> str:
@@ -78,10 +81,12 @@ def make_folder(root: str, size, per_class: int) -> str:
   return out
 
 
-def pipeline_rate(pool, transform, image_size, workers, steps, batch):
+def pipeline_rate(pool, transform, image_size, workers, steps, seconds, batch):
   """Batches/s of `pipeline.train_dataset` with `workers` processes (one thread
-  each), after a first batch from every worker (each worker starts a Python process,
-  which takes seconds)."""
+  each), over at least `steps` batches and `seconds` seconds after a warm-up of
+  `WARMUP` batches from every worker (each worker starts a Python process, which takes
+  seconds, and its first batches are slower: measured over a couple of seconds, a
+  second worker seemed to add 1.3x where it adds 1.9x)."""
   from dahjax.data import pipeline  # pylint: disable=g-import-not-at-top
 
   sampler = pipeline.RandomSampler(np.arange(len(pool)), batch, seed=0)
@@ -92,16 +97,21 @@ def pipeline_rate(pool, transform, image_size, workers, steps, batch):
     random_flip=True,
     seed=0,
     start_step=0,
-    num_steps=steps + workers,
+    num_steps=10**6,
     num_threads=1,
     num_workers=workers,
     transform=transform,
   )
-  for _ in range(workers):
+  for _ in range(WARMUP * workers):
     next(it)
   start = time.perf_counter()
-  n = sum(1 for _ in it)
-  return n / (time.perf_counter() - start)
+  n = 0
+  while n < steps or time.perf_counter() - start < seconds:
+    next(it)
+    n += 1
+  elapsed = time.perf_counter() - start
+  it.close()
+  return n / elapsed
 
 
 def host_seconds_per_image(pool, transform, image_size, batch, rounds=3):
@@ -122,8 +132,23 @@ def host_seconds_per_image(pool, transform, image_size, batch, rounds=3):
     ]
     return np.stack([r[0] for r in rows]), np.array([r[1] for r in rows])
 
+  def before_transform(image, rng):  # Before: the whole image resized, then cropped.
+    if transform != 'imagenet_crop':
+      return pipeline.train_transform(
+        image, transform=transform, image_size=image_size, random_flip=True, rng=rng
+      )
+    image = pipeline.resize_shorter(image, 256)
+    top = rng.integers(0, image.shape[0] - image_size + 1)
+    left = rng.integers(0, image.shape[1] - image_size + 1)
+    crop = image[top : top + image_size, left : left + image_size]
+    return np.ascontiguousarray(crop), bool(rng.random() < 0.5)
+
   def float32_batch(indices):  # What the pipeline made before: scaled, flipped.
-    images, flips = uint8_batch(indices)
+    rows = [
+      before_transform(pool.load_image(int(i)), np.random.default_rng([0, int(i)]))
+      for i in indices
+    ]
+    images, flips = np.stack([r[0] for r in rows]), [r[1] for r in rows]
     return np.stack(
       [
         np.ascontiguousarray(x[:, ::-1]) if f else x
@@ -155,7 +180,9 @@ def main(argv):
       folder = make_folder(tmp, size, _IMAGES.value // 10 if size else _IMAGES.value)
       pool = protocols.build_pool('image_folder', folder, ('train',))
       rates = {
-        w: pipeline_rate(pool, transform, image_size, w, _STEPS.value, _BATCH.value)
+        w: pipeline_rate(
+          pool, transform, image_size, w, _STEPS.value, _SECONDS.value, _BATCH.value
+        )
         * _BATCH.value
         for w in (1, 2)
       }
@@ -177,10 +204,12 @@ def main(argv):
       f'({4 * pixels:,}) | ' + ' | '.join(f'{per_worker * h:,.0f}' for h in HOSTS) + ' |'
     )
   body = '\n'.join(lines) + (
-    f'\n\nBatches of {_BATCH.value}, {_STEPS.value} per measurement after one from each '
-    'worker (which starts them), one thread per grain worker process; host time is the CPU '
-    'time of decoding, transforming and stacking a batch in one process (the two paths '
-    'interleaved); bytes are the uint8 image and its flip flag, against the float32 '
+    f'\n\nBatches of {_BATCH.value}, at least {_STEPS.value} and {_SECONDS.value:g} s per '
+    f'measurement after {WARMUP} from each worker (which starts them), one thread per '
+    'grain worker process; host time is the CPU time of decoding, transforming and '
+    'stacking a batch in one process, against the path before (the whole image '
+    'resized, then cropped; scaled to float32 and mirrored on the host), the two '
+    'interleaved; bytes are the uint8 image and its flip flag, against the float32 '
     'image sent before (labels aside). The host columns assume one worker per core at '
     "the measured 2-worker rate per worker; they leave the training process's own "
     'core(s) aside.'

@@ -4,6 +4,7 @@ import dataclasses
 import json
 import os
 
+from grain import multiprocessing as grain_mp
 import ml_collections
 import numpy as np
 from PIL import Image
@@ -576,21 +577,27 @@ def test_worker_processes_give_the_same_batches(tiny_folder):
     batch_size=6,
     seed=0,
   )
-  kw = dict(image_size=32, random_flip=True, seed=0, start_step=1, num_steps=7)
+  # 112 px: the image batches are large enough to be stacked into shared memory.
+  kw = dict(image_size=112, random_flip=True, seed=0, start_step=1, num_steps=7)
   threads = list(pipeline.train_dataset(pool, sampler, num_threads=2, **kw))
   workers = list(pipeline.train_dataset(pool, sampler, num_workers=2, num_threads=1, **kw))
   assert len(threads) == len(workers) == 6
   for a, b in zip(threads, workers):
-    for key in ('image', 'flip', 'label'):
+    for key in ('image', 'flip', 'label', 'index'):
       np.testing.assert_array_equal(a[key], b[key])
+    assert isinstance(b['image'], grain_mp.SharedMemoryArray)  # No copy on the way.
+    assert not isinstance(a['image'], grain_mp.SharedMemoryArray)
   idx = pool.indices_of('test')
-  kw = dict(batch_size=5, image_size=32)
+  kw = dict(batch_size=5, image_size=112)
   for a, b in zip(
     pipeline.eval_batches(pool, idx, **kw),
     pipeline.eval_batches(pool, idx, num_workers=2, **kw),
+    strict=True,
   ):
     np.testing.assert_array_equal(a[0], b[0])
-    assert a[1:2] == b[1:2]
+    assert isinstance(b[0], grain_mp.SharedMemoryArray)
+    assert a[1] == b[1]
+    np.testing.assert_array_equal(a[2], b[2])
 
 
 def test_dsh_protocol_queries_are_their_own_database():

@@ -22,19 +22,49 @@ def test_resize_shorter_keeps_aspect_ratio():
   assert pipeline.resize_shorter(same, 256) is same
 
 
+def assert_close_to_window(got, resized, top, left, size):
+  """`got` is resized[top:top+size, left:left+size] up to PIL's 8-bit rounding (at
+  most 1 apart), and not the window one pixel over."""
+  want = resized[top : top + size, left : left + size]
+  assert got.shape == want.shape and got.dtype == np.uint8
+  diff = np.abs(got.astype(int) - want.astype(int))
+  assert diff.max() <= 1 and diff.mean() < 0.1, (diff.max(), diff.mean())
+  shifted = resized[top + 1 : top + 1 + size, left : left + size]
+  if shifted.shape == got.shape:
+    assert np.abs(got.astype(int) - shifted.astype(int)).mean() > 1
+
+
+@pytest.mark.parametrize(
+  'h, w',
+  [(300, 400), (500, 260), (375, 500), (180, 240), (256, 300), (1024, 683)],
+)
+def test_resized_window_matches_a_window_of_the_whole_resize(h, w):
+  img = np.asarray(Image.fromarray(photo(h, w)).resize((w // 4, h // 4)).resize((w, h)))
+  resized = pipeline.resize_shorter(img, 256)
+  assert resized.shape[:2] == pipeline.shorter_side_shape(h, w, 256)
+  rng = np.random.default_rng(h * w)
+  for _ in range(4):
+    top = int(rng.integers(0, resized.shape[0] - 224 + 1))
+    left = int(rng.integers(0, resized.shape[1] - 224 + 1))
+    got = pipeline.resized_window(img, 256, top, left, 224)
+    assert_close_to_window(got, resized, top, left, 224)
+  if min(h, w) == 256:  # Nothing to resize: an exact crop.
+    np.testing.assert_array_equal(
+      pipeline.resized_window(img, 256, 5, 7, 224), img[5:229, 7:231]
+    )
+
+
 def test_imagenet_eval_is_central_crop_of_resize_256():
   img = photo()
   got = pipeline.eval_transform(img, transform='imagenet_crop', image_size=224)
   resized = np.asarray(Image.fromarray(img).resize((341, 256), Image.BILINEAR))
-  top, left = (256 - 224) // 2, (341 - 224) // 2
-  np.testing.assert_array_equal(got, resized[top : top + 224, left : left + 224])
-  assert got.dtype == np.uint8
+  assert_close_to_window(got, resized, (256 - 224) // 2, (341 - 224) // 2, 224)
 
 
 def test_imagenet_train_crop_is_a_window_of_the_resized_image():
   img = photo()
   resized = pipeline.resize_shorter(img, 256)
-  seen_flip = set()
+  seen_flip, seen_windows = set(), set()
   for seed in range(12):
     out, flip = pipeline.train_transform(
       img,
@@ -43,7 +73,6 @@ def test_imagenet_train_crop_is_a_window_of_the_resized_image():
       random_flip=False,
       rng=np.random.default_rng(seed),
     )
-    assert out.shape == (224, 224, 3) and out.dtype == np.uint8
     again, flip_again = pipeline.train_transform(
       img,
       transform='imagenet_crop',
@@ -53,17 +82,16 @@ def test_imagenet_train_crop_is_a_window_of_the_resized_image():
     )
     np.testing.assert_array_equal(out, again)  # A function of the rng alone.
     assert flip == flip_again
-    found = False
-    for top in range(resized.shape[0] - 223):
-      left = np.flatnonzero(np.all(resized[top, :, :] == out[0, 0], axis=-1))
-      for l in left:
-        if l + 224 <= resized.shape[1] and np.array_equal(
-          resized[top : top + 224, l : l + 224], out
-        ):
-          found = True
-    assert found
+    # The window the rng draws (top, then left, then the flip).
+    rng = np.random.default_rng(seed)
+    top = rng.integers(0, resized.shape[0] - 224 + 1)
+    left = rng.integers(0, resized.shape[1] - 224 + 1)
+    assert flip == bool(rng.random() < 0.5)
+    assert_close_to_window(out, resized, top, left, 224)
     seen_flip.add(flip)
+    seen_windows.add((int(top), int(left)))
   assert seen_flip == {False, True}  # Flips happen, and not always.
+  assert len(seen_windows) > 6  # The window moves.
 
 
 def test_cifar_crop_pads_four_pixels():
