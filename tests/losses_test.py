@@ -104,6 +104,21 @@ def test_dah_terms_known_values():
   np.testing.assert_allclose(w1[0, 1], 0.25, rtol=1e-6)
 
 
+def test_balanced_pair_means_match_loop():
+  rng = np.random.default_rng(7)
+  values = rng.normal(size=(6, 6))
+  labels = jnp.eye(3)[jnp.array([0, 0, 1, 2, 2, 2])]
+  s = np.asarray(losses.pairwise_similarity(labels))
+  similar = [values[i, j] for i, j in itertools.permutations(range(6), 2) if s[i, j]]
+  dissimilar = [values[i, j] for i, j in itertools.permutations(range(6), 2) if not s[i, j]]
+  got = losses.balanced_pair_means(jnp.asarray(values, jnp.float32), s)
+  np.testing.assert_allclose(got, (np.mean(similar), np.mean(dissimilar)), rtol=1e-6)
+  # No similar pair: that mean is 0, the other unchanged.
+  got = losses.balanced_pair_means(jnp.asarray(values, jnp.float32), np.eye(6))
+  np.testing.assert_allclose(got[0], 0.0)
+  np.testing.assert_allclose(got[1], values[~np.eye(6, dtype=bool)].mean(), rtol=1e-6)
+
+
 def test_off_diagonal_mean_ignores_diagonal():
   m = jnp.array([[100.0, 1.0], [3.0, 100.0]])
   np.testing.assert_allclose(losses.off_diagonal_mean(m), 2.0)
@@ -133,19 +148,32 @@ def test_dah_loss_in_row_blocks_equals_one_block(monkeypatch):
 
 
 def loop_dpfah_loss(
-  u, logits, labels, alpha=0.5, delta=1.1, eta=10.0, zeta=0.1, hash_weight=1.0
+  u,
+  logits,
+  labels,
+  alpha=0.5,
+  delta=1.1,
+  eta=10.0,
+  zeta=0.1,
+  hash_weight=1.0,
+  balance_pairs=False,
 ):
   """DPFAH eqs. 12-15 written pair by pair and item by item, in float64 NumPy
-  (`hash_weight` scales L1 + eta L2)."""
+  (`hash_weight` scales L1 + eta L2; `balance_pairs`: L1 the mean of the similar
+  pairs' mean and the dissimilar pairs' mean)."""
   u, logits, labels = (np.asarray(a, np.float64) for a in (u, logits, labels))
   b = len(u)
   f = np.clip(u, -1, 1)
-  l1 = 0.0
+  kinds = {0.0: [], 1.0: []}
   for i, j in itertools.permutations(range(b), 2):
     s = float(labels[i] @ labels[j] > 0)
     theta = alpha * f[i] @ f[j]
-    l1 += np.logaddexp(0.0, theta) - s * theta
-  l1 /= b * (b - 1)
+    kinds[s].append(np.logaddexp(0.0, theta) - s * theta)
+  if balance_pairs:
+    assert kinds[0.0] and kinds[1.0]
+    l1 = (np.mean(kinds[0.0]) + np.mean(kinds[1.0])) / 2
+  else:
+    l1 = np.sum(kinds[0.0] + kinds[1.0]) / (b * (b - 1))
   l2 = np.mean(
     [np.sum(np.maximum(-delta - u[i], 0) + np.maximum(u[i] - delta, 0)) for i in range(b)]
   )
@@ -156,7 +184,13 @@ def loop_dpfah_loss(
 
 @pytest.mark.parametrize('multi_label', [False, True])
 @pytest.mark.parametrize(
-  'kwargs', [{}, dict(alpha=1.0, delta=0.9, eta=2.0, zeta=1.0), dict(hash_weight=0.3)]
+  'kwargs',
+  [
+    {},
+    dict(alpha=1.0, delta=0.9, eta=2.0, zeta=1.0),
+    dict(hash_weight=0.3),
+    dict(balance_pairs=True),
+  ],
 )
 def test_dpfah_loss_matches_loop(multi_label, kwargs):
   rng = np.random.default_rng(4)
@@ -185,17 +219,28 @@ def test_dpfah_loss_matches_loop(multi_label, kwargs):
 
 
 def loop_dpfah_loss_jax(
-  u, logits, labels, alpha=0.5, delta=1.1, eta=10.0, zeta=0.1, hash_weight=1.0
+  u,
+  logits,
+  labels,
+  alpha=0.5,
+  delta=1.1,
+  eta=10.0,
+  zeta=0.1,
+  hash_weight=1.0,
+  balance_pairs=False,
 ):
   """The same loop in jax.numpy, differentiable, for the gradient reference."""
   b = u.shape[0]
   f = jnp.clip(u, -1, 1)
-  l1 = 0.0
+  kinds = {0.0: [], 1.0: []}
   for i, j in itertools.permutations(range(b), 2):
-    s = (labels[i] @ labels[j] > 0).astype(jnp.float32)
+    s = float(np.asarray(labels[i]) @ np.asarray(labels[j]) > 0)
     theta = alpha * f[i] @ f[j]
-    l1 = l1 + jnp.logaddexp(0.0, theta) - s * theta
-  l1 = l1 / (b * (b - 1))
+    kinds[s].append(jnp.logaddexp(0.0, theta) - s * theta)
+  if balance_pairs:
+    l1 = (sum(kinds[0.0]) / len(kinds[0.0]) + sum(kinds[1.0]) / len(kinds[1.0])) / 2
+  else:
+    l1 = sum(kinds[0.0] + kinds[1.0]) / (b * (b - 1))
   l2 = jnp.mean(jnp.sum(jax.nn.relu(-delta - u) + jax.nn.relu(u - delta), axis=1))
   l3 = jnp.mean(
     jnp.sum(

@@ -50,6 +50,7 @@ from dahjax.losses.hashnet import hashnet_beta
 from dahjax.losses.hashnet import hashnet_loss
 from dahjax.losses.idhn import idhn_loss
 from dahjax.losses.lcdsh import lcdsh_loss
+from dahjax.losses.pairs import balanced_pair_means
 from dahjax.losses.pairs import check_batch_size
 from dahjax.losses.pairs import off_diagonal_mean
 from dahjax.losses.pairs import pairwise_similarity
@@ -82,6 +83,7 @@ __all__ = [
   'lcdsh_loss',
   'loss_kwargs',
   'names',
+  'balanced_pair_means',
   'off_diagonal_mean',
   'pairwise_similarity',
   'setting_type',

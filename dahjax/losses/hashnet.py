@@ -118,13 +118,6 @@ def hashnet_loss(
   theta = alpha * (h @ h.T)
   s = pairs.pairwise_similarity(labels)
   per_pair = jax.nn.softplus(theta) - s * theta
-
-  off_diagonal = 1.0 - jnp.eye(n, dtype=jnp.float32)
-  similar = s * off_diagonal
-  dissimilar = off_diagonal - similar
-
-  def class_mean(mask):
-    return jnp.sum(per_pair * mask) / jnp.maximum(jnp.sum(mask), 1.0)
-
-  loss = class_mean(similar) + class_mean(dissimilar)
+  similar_mean, dissimilar_mean = pairs.balanced_pair_means(per_pair, s)
+  loss = similar_mean + dissimilar_mean
   return loss, {'likelihood': loss, 'beta': beta}

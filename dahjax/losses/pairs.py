@@ -120,3 +120,39 @@ def check_batch_size(batch_size: int) -> None:
 def sign(x: jax.Array) -> jax.Array:
   """sgn with sgn(0) = +1, so that every bit is -1 or +1 (bit 1 where >= 0, as the codes)."""
   return jnp.where(x >= 0, 1.0, -1.0).astype(x.dtype)
+
+
+def balanced_pair_means(
+  per_pair: jax.Array, similarity: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+  """Computes the means of a pairwise term over the similar and the dissimilar pairs.
+
+  Over the pairs i != j; a kind of pair the batch lacks has mean 0. Weighting the two
+  kinds equally is HashNet's weighted maximum likelihood for imbalanced data (w_ij =
+  |S| / |S_1| or |S| / |S_0|, divided by |S|).
+
+  Args:
+    per_pair: pairwise values [B, B].
+    similarity: 0/1 pair similarity [B, B].
+
+  Returns:
+    (mean over the similar pairs, mean over the dissimilar pairs), scalars.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> from dahjax import losses
+    >>> values = jnp.array([[9.0, 1.0, 2.0], [3.0, 9.0, 4.0], [6.0, 8.0, 9.0]])
+    >>> similarity = losses.pairwise_similarity(jnp.array([[1, 0], [1, 0], [0, 1]]))
+    >>> print([float(m) for m in losses.balanced_pair_means(values, similarity)])
+    [2.0, 5.0]
+  """
+  n = per_pair.shape[0]
+  check_batch_size(n)
+  off_diagonal = 1.0 - jnp.eye(n, dtype=per_pair.dtype)
+  similar = similarity.astype(per_pair.dtype) * off_diagonal
+  dissimilar = off_diagonal - similar
+
+  def mean(mask):
+    return jnp.sum(per_pair * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+
+  return mean(similar), mean(dissimilar)
