@@ -57,6 +57,7 @@ from dahjax.losses.pairs import pairwise_similarity
 from dahjax.losses.pairs import squared_distances
 
 __all__ = [
+  'balanced_pair_means',
   'check_batch_size',
   'check_hash_warmup',
   'csq_centers',
@@ -83,7 +84,6 @@ __all__ = [
   'lcdsh_loss',
   'loss_kwargs',
   'names',
-  'balanced_pair_means',
   'off_diagonal_mean',
   'pairwise_similarity',
   'setting_type',
