@@ -169,15 +169,11 @@ def dfh_loss(
   """
   u = outputs['hash'].astype(jnp.float32)
   labels = jnp.asarray(labels, jnp.float32)
-  const_u = jax.lax.stop_gradient(u)
-  mem_u = memory['U'].at[indices].set(const_u)
-  mem_y = memory['Y'].at[indices].set(labels)
+  const_u, mem_u, mem_y, theta, s = pairs.against_memory(u, labels, memory, indices)
   weights = _label_weights(labels)
   b = pairs.sign(const_u + mu * jnp.matmul(weights, memory['C'].T, precision=_HIGHEST))
   centers = dfh_center_update(centers=memory['C'], codes=b, labels=weights, nu=nu)
 
-  theta = 0.5 * (u @ mem_u.T)
-  s = pairs.pairwise_similarity(labels, mem_y)
   per_pair = s * jax.nn.softplus(margin - theta) + (1.0 - s) * jax.nn.softplus(
     margin + theta
   )

@@ -109,12 +109,8 @@ def dpsh_loss(
   u = outputs['hash'].astype(jnp.float32)
   labels = jnp.asarray(labels, jnp.float32)
   n = memory['U'].shape[0]
-  const_u = jax.lax.stop_gradient(u)
-  mem_u = memory['U'].at[indices].set(const_u)
-  mem_y = memory['Y'].at[indices].set(labels)
+  const_u, mem_u, mem_y, theta, s = pairs.against_memory(u, labels, memory, indices)
 
-  theta = 0.5 * (u @ mem_u.T)
-  s = pairs.pairwise_similarity(labels, mem_y)
   likelihood = 2.0 * jnp.mean(jax.nn.softplus(theta) - s * theta)
   b = pairs.sign(const_u)
   quantization = (eta / n) * jnp.mean(jnp.sum(jnp.square(b - u), axis=-1))

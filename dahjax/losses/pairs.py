@@ -1,8 +1,11 @@
 """Pair helpers shared by the hashing losses: similarity, means over pairs, distances.
 
-Every loss works on B x B matrices over the pairs of one global batch (no Python loop
-over pairs); these are the pieces they share.
+Every loss works on B x B matrices over the pairs of one global batch, or B x N ones
+against a memory of all N training images (no Python loop over pairs); these are the
+pieces they share.
 """
+
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -156,3 +159,53 @@ def balanced_pair_means(
     return jnp.sum(per_pair * mask) / jnp.maximum(jnp.sum(mask), 1.0)
 
   return mean(similar), mean(dissimilar)
+
+
+class MemoryPairs(NamedTuple):
+  """A batch written into a memory of all N training images, and its pairs with them."""
+
+  const_u: jax.Array  # The batch's outputs u, without gradient [B, k].
+  memory_u: jax.Array  # The memory of outputs U, the batch's rows replaced [N, k].
+  memory_y: jax.Array  # The memory of labels Y, the batch's rows replaced [N, C].
+  theta: jax.Array  # u_i . U_j / 2 [B, N]; the gradient flows through u_i only.
+  similarity: jax.Array  # s_ij of the batch's images with all N [B, N].
+
+
+def against_memory(
+  u: jax.Array, labels: jax.Array, memory: dict[str, jax.Array], indices: jax.Array
+) -> MemoryPairs:
+  """Writes a batch into a memory of outputs 'U' and labels 'Y' and pairs it with all N.
+
+  The losses that keep such a memory (DPSH, DSDH, DFH) pair each batch image i with
+  every training image j, the batch's own included, through theta_ij = u_i . u_j / 2
+  with u_j read from the memory, where the batch's rows are its current outputs
+  (without gradient: only u_i of the batch carries one).
+
+  Args:
+    u: the batch's outputs [B, k], float32.
+    labels: the batch's 0/1 labels [B, C], float32.
+    memory: {'U' [N, k], 'Y' [N, C], ...}.
+    indices: int32 [B], each batch image's row in the memory.
+
+  Returns:
+    `MemoryPairs`.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> from dahjax import losses
+    >>> memory = {'U': jnp.zeros((3, 2)), 'Y': jnp.zeros((3, 2))}
+    >>> p = losses.pairs.against_memory(jnp.array([[1.0, -1.0]]), jnp.array([[1.0, 0.0]]),
+    ...                                 memory, jnp.array([2]))
+    >>> print(p.memory_u[2], p.theta, p.similarity)
+    [ 1. -1.] [[0. 0. 1.]] [[0. 0. 1.]]
+  """
+  const_u = jax.lax.stop_gradient(u)
+  memory_u = memory['U'].at[indices].set(const_u)
+  memory_y = memory['Y'].at[indices].set(labels)
+  return MemoryPairs(
+    const_u=const_u,
+    memory_u=memory_u,
+    memory_y=memory_y,
+    theta=0.5 * (u @ memory_u.T),
+    similarity=pairwise_similarity(labels, memory_y),
+  )
