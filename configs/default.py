@@ -46,6 +46,9 @@ def get_config() -> ml_collections.ConfigDict:
       classifier_reads='features',
       stem='imagenet',  # dpfah_resnet18: 'cifar' is a 3x3/1 stem for 32 px inputs.
       pfa_lambda=1e-4,  # dpfah_resnet18: lambda of PFA (DPFAH eq. 8).
+      # dpfah_resnet18: 'batchnorm' centres each bit of the hash layer on the batch (not
+      # in DPFAH; dahjax/models/heads.py says why it helps training from scratch).
+      hash_norm='none',
       conv_impl='auto',  # 'auto': shifted slices on the CPU, XLA's conv elsewhere.
       # Computation dtype: 'bfloat16' on accelerators computes in bfloat16 with float32
       # parameters, optimiser state and losses.

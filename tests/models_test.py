@@ -178,6 +178,48 @@ def test_resnet18_codes_and_bad_options():
     models.create_model('dpfah_resnet18', stem='tiny')
   with pytest.raises(ValueError, match='stem, every_block, none'):
     models.create_model('dpfah_resnet18', attention='cbam')
+  with pytest.raises(ValueError, match='model.hash_norm .*none, batchnorm'):
+    models.create_model('dpfah_resnet18', hash_norm='layernorm')
+
+
+def test_resnet18_hash_batchnorm_centres_each_bit():
+  """hash_norm='batchnorm': in training every bit of u has batch mean 0 and variance 1
+  (before BatchNorm's scale and bias, 1 and 0 at initialisation); when encoding it
+  applies the running statistics; 'none' is the paper's Dense layer alone."""
+  x = jnp.asarray(random_images(16, size=32))
+  plain = models.create_model('dpfah_resnet18', bits=8, num_classes=3, stem='cifar')
+  normed = models.create_model(
+    'dpfah_resnet18', bits=8, num_classes=3, stem='cifar', hash_norm='batchnorm'
+  )
+  variables = normed.init(jax.random.key(0), x)
+  assert set(variables['params']['head']) == {'hash', 'hash_bn', 'classifier'}
+  out, updates = normed.apply(variables, x, train=True, mutable=['batch_stats'])
+  u = np.asarray(out['hash'])
+  np.testing.assert_allclose(u.mean(axis=0), 0.0, atol=1e-4)
+  np.testing.assert_allclose(u.var(axis=0), 1.0, rtol=1e-3)
+
+  def without_norm(v):  # The same parameters and statistics but the norm's.
+    return {
+      'params': {
+        **v['params'],
+        'head': {k: p for k, p in v['params']['head'].items() if k != 'hash_bn'},
+      },
+      'batch_stats': {k: b for k, b in v['batch_stats'].items() if k != 'head'},
+    }
+
+  # Training: the Dense layer's u, as the plain model gives it, standardised per bit.
+  raw, _ = plain.apply(without_norm(variables), x, train=True, mutable=['batch_stats'])
+  raw = np.asarray(raw['hash'])
+  np.testing.assert_allclose(u, (raw - raw.mean(0)) / np.sqrt(raw.var(0) + 1e-5), atol=2e-4)
+  stats = updates['batch_stats']['head']['hash_bn']
+  np.testing.assert_allclose(stats['mean'], 0.1 * raw.mean(0), rtol=1e-3, atol=1e-6)
+  # Encoding: the running statistics, not the batch's.
+  updated = {**variables, **updates}
+  enc = np.asarray(jax.jit(normed.apply)(updated, x)['hash'])
+  raw_enc = np.asarray(jax.jit(plain.apply)(without_norm(updated), x)['hash'])
+  mean, var = np.asarray(stats['mean']), np.asarray(stats['var'])
+  np.testing.assert_allclose(enc, (raw_enc - mean) / np.sqrt(var + 1e-5), atol=2e-4)
+  assert np.abs(enc.mean(0)).max() > 0.05  # Not the batch's own centring.
 
 
 def test_centered_classifier_input_is_an_affine_reparameterisation():

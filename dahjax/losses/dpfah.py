@@ -11,11 +11,7 @@ from dahjax.models import heads
 
 
 def dpfah_likelihood_loss(
-  *,
-  codes: jax.Array,
-  similarity: jax.Array,
-  alpha: float = 0.5,
-  balance_pairs: bool = False,
+  *, codes: jax.Array, similarity: jax.Array, alpha: float = 0.5
 ) -> jax.Array:
   """Computes DPFAH's pairwise negative log-likelihood L1 over the pairs i != j.
 
@@ -33,14 +29,6 @@ def dpfah_likelihood_loss(
     codes: relaxed codes f(u) = clip(u, -1, 1), [B, l].
     similarity: 0/1 pair similarity [B, B].
     alpha: scale of the inner product (DPSH's 1/2).
-    balance_pairs: not in the paper: the mean of (the mean over the similar pairs, the
-      mean over the dissimilar pairs), HashNet's weighting for imbalanced pairs. At
-      theta = 0 the gradient on c_i is alpha sum_j (1/2 - s_ij) c_j; with 10 classes
-      90% of the pairs are dissimilar, so it mostly pushes c_i away from the sum of the
-      other codes, and from a random initialisation, where the codes share most of
-      their direction, that shrinks them all, towards the saddle at 0 (L1 = ln 2) where
-      the from-scratch runs stay. Weighted equally, the part the codes share cancels
-      between the two means.
 
   Returns:
     The scalar L1, dtype of `codes`.
@@ -63,10 +51,7 @@ def dpfah_likelihood_loss(
     Labels" (DPSH), IJCAI 2016.
   """
   theta = alpha * (codes @ codes.T)
-  per_pair = jax.nn.softplus(theta) - similarity * theta
-  if balance_pairs:
-    return 0.5 * sum(pairs.balanced_pair_means(per_pair, similarity))
-  return pairs.off_diagonal_mean(per_pair)
+  return pairs.off_diagonal_mean(jax.nn.softplus(theta) - similarity * theta)
 
 
 def dpfah_quantization_loss(*, u: jax.Array, delta: float = 1.1) -> jax.Array:
@@ -106,7 +91,6 @@ def dpfah_loss(
   delta: float = 1.1,
   eta: float = 10.0,
   zeta: float = 0.1,
-  balance_pairs: bool = False,
   hash_weight: float | jax.Array = 1.0,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
   """Computes DPFAH's total loss L = L1 + eta L2 + zeta L3.
@@ -128,8 +112,6 @@ def dpfah_loss(
     delta: margin of L2.
     eta: weight of L2.
     zeta: weight of L3.
-    balance_pairs: L1 weighting similar and dissimilar pairs equally (not in the
-      paper; see `dpfah_likelihood_loss`).
     hash_weight: weight of L1 + eta L2 (a scalar, may be traced).
 
   Returns:
@@ -151,10 +133,7 @@ def dpfah_loss(
   """
   u = outputs['hash'].astype(jnp.float32)
   l1 = dpfah_likelihood_loss(
-    codes=heads.clip_codes(u),
-    similarity=pairs.pairwise_similarity(labels),
-    alpha=alpha,
-    balance_pairs=balance_pairs,
+    codes=heads.clip_codes(u), similarity=pairs.pairwise_similarity(labels), alpha=alpha
   )
   l2 = dpfah_quantization_loss(u=u, delta=delta)
   l3 = classification.sigmoid_cross_entropy(

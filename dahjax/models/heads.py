@@ -242,19 +242,30 @@ def _greedy_sign_bwd(_, g):
 greedy_sign.defvjp(_greedy_sign_fwd, _greedy_sign_bwd)
 
 
+HASH_NORMS = ('none', 'batchnorm')
+
+
 class ParallelHashHead(nn.Module):
   """DPFAH's heads: Dense(bits) -> u and, beside it, Dense(num_classes) -> logits.
 
   Both branches read the backbone's features: u = W^T phi + v is the hash layer
   (unbounded; the losses clip it), and the classification branch runs in parallel.
 
+  With `norm='batchnorm'` (not in the paper) u is batch-normalised, every bit centred
+  on the batch (on the running mean when encoding). From a random initialisation the
+  features of all images point the same way (ReLU outputs, pooled), so the paper's u
+  gives nearly one code for every image: for DPFAH's ResNet18 at 32 px the batch's mean
+  code is 90-94% as long as a code, and L1's gradient then mostly shrinks every code
+  towards 0, where it vanishes. Centred bits start apart.
+
   Attributes:
     bits: code length l.
     num_classes: number of classes C.
+    norm: 'none' (DPFAH) or 'batchnorm' on u.
     dtype: computation dtype (parameters stay float32).
 
-  Returns from `__call__(features)` (features [B, F]) a dict: `hash` (u) [B, bits] and
-  `logits` [B, num_classes].
+  Returns from `__call__(features, train)` (features [B, F]) a dict: `hash` (u)
+  [B, bits] and `logits` [B, num_classes].
 
   Examples:
     >>> import jax
@@ -272,10 +283,23 @@ class ParallelHashHead(nn.Module):
 
   bits: int
   num_classes: int
+  norm: str = 'none'
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, features: jax.Array) -> dict[str, jax.Array]:
+  def __call__(self, features: jax.Array, train: bool = False) -> dict[str, jax.Array]:
+    if self.norm not in HASH_NORMS:
+      raise ValueError(
+        f'Unknown hash layer norm {self.norm!r}; valid: {", ".join(HASH_NORMS)}.'
+      )
     u = nn.Dense(self.bits, dtype=self.dtype, name='hash')(features)
+    if self.norm == 'batchnorm':
+      u = nn.BatchNorm(
+        use_running_average=not train,
+        momentum=0.9,
+        epsilon=1e-5,
+        dtype=self.dtype,
+        name='hash_bn',
+      )(u)
     logits = nn.Dense(self.num_classes, dtype=self.dtype, name='classifier')(features)
     return {'hash': u, 'logits': logits}

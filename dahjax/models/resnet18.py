@@ -123,6 +123,8 @@ class ResNet18(nn.Module):
     stem: 'imagenet' (7x7/2 conv + max pool, 224 px) or 'cifar' (3x3/1 conv, 32 px).
     attention: PFA placement, 'stem', 'every_block' or 'none'.
     pfa_lambda: PFA's lambda.
+    hash_norm: 'none' (DPFAH) or 'batchnorm' on the hash layer (not in the paper;
+      `heads.ParallelHashHead`).
     conv_impl: 'auto', 'xla' or 'slices' (see `conv`).
     dtype: computation dtype (parameters stay float32).
 
@@ -156,6 +158,7 @@ class ResNet18(nn.Module):
   stem: str = 'imagenet'
   attention: str = 'stem'
   pfa_lambda: float = 1e-4
+  hash_norm: str = 'none'
   conv_impl: str = 'auto'
   dtype: Any = jnp.float32
 
@@ -171,6 +174,11 @@ class ResNet18(nn.Module):
       raise ValueError(
         f'Unknown attention {self.attention!r} for ResNet18; valid: '
         f'{", ".join(ATTENTIONS)}.'
+      )
+    if self.hash_norm not in heads.HASH_NORMS:
+      raise ValueError(
+        f'Unknown model.hash_norm {self.hash_norm!r} for ResNet18; valid: '
+        f'{", ".join(heads.HASH_NORMS)}.'
       )
     conv.resolve_impl(self.conv_impl)
     super().__post_init__()
@@ -217,7 +225,7 @@ class ResNet18(nn.Module):
         )(x, train)
     features = heads.pool_features(x)
     out = heads.ParallelHashHead(
-      self.bits, self.num_classes, dtype=jnp.float32, name='head'
-    )(features)
+      self.bits, self.num_classes, norm=self.hash_norm, dtype=jnp.float32, name='head'
+    )(features, train)
     out['features'] = features
     return jax.tree.map(lambda a: a.astype(jnp.float32), out)

@@ -16,7 +16,8 @@
 #   zeta1      classification weight zeta = 1
 #   warmup     the hash terms' weight ramps up over the first 2 epochs (62 steps)
 #   clip       gradients clipped to global norm 1
-#   balanced   L1 weighting similar and dissimilar pairs equally (loss.dpfah.balance_pairs)
+#   hashbn     the hash layer batch-normalised (model.hash_norm=batchnorm; init_codes.py
+#              shows why: at initialisation every image gets nearly the same code)
 #
 # Each run's eval/metrics.json, eval/codes.npz, eval/curve.jsonl and
 # eval/learning_curve.png are copied to results/dpfah_search/<variant>/.
@@ -25,7 +26,7 @@ cd "$(dirname "$0")/../.."
 root=${1:?usage: run.sh <workdir root> [variant ...]}
 shift
 variants=("$@")
-[ ${#variants[@]} -gt 0 ] || variants=(base adam zeta1 warmup clip balanced)
+[ ${#variants[@]} -gt 0 ] || variants=(base adam zeta1 warmup clip hashbn)
 common=(--config configs/dpfah_cifar10_32px.py --config.model.bits=48
         --config.data.data_dir="${CIFAR10_DIR:-../shared/data/cifar10_jpeg}"
         --config.data.protocol=dpfah_cifar10_val --config.num_epochs=4
@@ -38,7 +39,7 @@ for v in "${variants[@]}"; do
     zeta1) extra=(--config.loss.dpfah.zeta=1.0) ;;
     warmup) extra=(--config.loss.hash_warmup_steps=62) ;;
     clip) extra=(--config.optimizer.grad_clip_norm=1.0) ;;
-    balanced) extra=(--config.loss.dpfah.balance_pairs=True) ;;
+    hashbn) extra=(--config.model.hash_norm=batchnorm) ;;
     *) echo "unknown variant $v" >&2; exit 2 ;;
   esac
   python -m dahjax.main "${common[@]}" "${extra[@]}" --workdir "$root/$v"
