@@ -148,14 +148,7 @@ def test_dah_loss_in_row_blocks_equals_one_block(monkeypatch):
 
 
 def loop_dpfah_loss(
-  u,
-  logits,
-  labels,
-  alpha=0.5,
-  delta=1.1,
-  eta=10.0,
-  zeta=0.1,
-  hash_weight=1.0,
+  u, logits, labels, alpha=0.5, delta=1.1, eta=10.0, zeta=0.1, hash_weight=1.0
 ):
   """DPFAH eqs. 12-15 written pair by pair and item by item, in float64 NumPy
   (`hash_weight` scales L1 + eta L2)."""
@@ -178,12 +171,7 @@ def loop_dpfah_loss(
 
 @pytest.mark.parametrize('multi_label', [False, True])
 @pytest.mark.parametrize(
-  'kwargs',
-  [
-    {},
-    dict(alpha=1.0, delta=0.9, eta=2.0, zeta=1.0),
-    dict(hash_weight=0.3),
-  ],
+  'kwargs', [{}, dict(alpha=1.0, delta=0.9, eta=2.0, zeta=1.0), dict(hash_weight=0.3)]
 )
 def test_dpfah_loss_matches_loop(multi_label, kwargs):
   rng = np.random.default_rng(4)
@@ -212,14 +200,7 @@ def test_dpfah_loss_matches_loop(multi_label, kwargs):
 
 
 def loop_dpfah_loss_jax(
-  u,
-  logits,
-  labels,
-  alpha=0.5,
-  delta=1.1,
-  eta=10.0,
-  zeta=0.1,
-  hash_weight=1.0,
+  u, logits, labels, alpha=0.5, delta=1.1, eta=10.0, zeta=0.1, hash_weight=1.0
 ):
   """The same loop in jax.numpy, differentiable, for the gradient reference."""
   b = u.shape[0]

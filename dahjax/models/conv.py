@@ -179,6 +179,19 @@ def _max_pool_bwd(window, stride, padding, residuals, g):
 _max_pool_slices.defvjp(_max_pool_fwd, _max_pool_bwd)
 
 
+def batch_norm(train: bool, dtype: Any = jnp.float32) -> Any:
+  """nn.BatchNorm with torchvision's settings (its momentum 0.1 is Flax's 0.9, eps 1e-5):
+  the batch's statistics in training, the running ones otherwise. Call the result with
+  the usual BatchNorm arguments (e.g. `name`) to make a layer."""
+  return functools.partial(
+    nn.BatchNorm,
+    use_running_average=not train,
+    momentum=0.9,
+    epsilon=1e-5,
+    dtype=dtype,
+  )
+
+
 def max_pool(
   x: jax.Array, window: int, stride: int, padding: Padding, impl: str = 'auto'
 ) -> jax.Array:

@@ -13,6 +13,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from dahjax.models import conv
+
 
 def pool_features(x: jax.Array) -> jax.Array:
   """Computes the global average pool of NHWC features, in float32.
@@ -245,6 +247,12 @@ greedy_sign.defvjp(_greedy_sign_fwd, _greedy_sign_bwd)
 HASH_NORMS = ('none', 'batchnorm')
 
 
+def check_hash_norm(norm: str) -> None:
+  """Raises ValueError, listing the valid names, for an unknown hash layer norm."""
+  if norm not in HASH_NORMS:
+    raise ValueError(f'Unknown model.hash_norm {norm!r}; valid: {", ".join(HASH_NORMS)}.')
+
+
 class ParallelHashHead(nn.Module):
   """DPFAH's heads: Dense(bits) -> u and, beside it, Dense(num_classes) -> logits.
 
@@ -288,18 +296,9 @@ class ParallelHashHead(nn.Module):
 
   @nn.compact
   def __call__(self, features: jax.Array, train: bool = False) -> dict[str, jax.Array]:
-    if self.norm not in HASH_NORMS:
-      raise ValueError(
-        f'Unknown hash layer norm {self.norm!r}; valid: {", ".join(HASH_NORMS)}.'
-      )
+    check_hash_norm(self.norm)
     u = nn.Dense(self.bits, dtype=self.dtype, name='hash')(features)
     if self.norm == 'batchnorm':
-      u = nn.BatchNorm(
-        use_running_average=not train,
-        momentum=0.9,
-        epsilon=1e-5,
-        dtype=self.dtype,
-        name='hash_bn',
-      )(u)
+      u = conv.batch_norm(train, self.dtype)(name='hash_bn')(u)
     logits = nn.Dense(self.num_classes, dtype=self.dtype, name='classifier')(features)
     return {'hash': u, 'logits': logits}

@@ -73,13 +73,7 @@ class BasicBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    norm = functools.partial(
-      nn.BatchNorm,
-      use_running_average=not train,
-      momentum=0.9,
-      epsilon=1e-5,
-      dtype=self.dtype,
-    )
+    norm = conv.batch_norm(train, self.dtype)
     conv3 = functools.partial(
       conv.Conv,
       self.features,
@@ -175,11 +169,7 @@ class ResNet18(nn.Module):
         f'Unknown attention {self.attention!r} for ResNet18; valid: '
         f'{", ".join(ATTENTIONS)}.'
       )
-    if self.hash_norm not in heads.HASH_NORMS:
-      raise ValueError(
-        f'Unknown model.hash_norm {self.hash_norm!r} for ResNet18; valid: '
-        f'{", ".join(heads.HASH_NORMS)}.'
-      )
+    heads.check_hash_norm(self.hash_norm)
     conv.resolve_impl(self.conv_impl)
     super().__post_init__()
 
@@ -199,15 +189,7 @@ class ResNet18(nn.Module):
       kernel_init=_conv_init,
       name='conv1',
     )(x)
-    x = nn.relu(
-      nn.BatchNorm(
-        use_running_average=not train,
-        momentum=0.9,
-        epsilon=1e-5,
-        dtype=self.dtype,
-        name='bn1',
-      )(x)
-    )
+    x = nn.relu(conv.batch_norm(train, self.dtype)(name='bn1')(x))
     if self.stem == 'imagenet':
       x = conv.max_pool(x, 3, 2, ((1, 1), (1, 1)), self.conv_impl)
     if self.attention == 'stem':

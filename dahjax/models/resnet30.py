@@ -109,13 +109,7 @@ class BottleneckBlock(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     f1, f2, f3 = self.filters
-    norm = functools.partial(
-      nn.BatchNorm,
-      use_running_average=not train,
-      momentum=0.9,
-      epsilon=1e-5,
-      dtype=self.dtype,
-    )
+    norm = conv.batch_norm(train, self.dtype)
     sep = functools.partial(SeparableConv, conv_impl=self.conv_impl, dtype=self.dtype)
     y = nn.relu(norm(name='bn1')(sep(f1, 1, self.strides, name='conv1')(x)))
     y = nn.relu(norm(name='bn2')(sep(f2, 3, name='conv2')(y)))
@@ -204,13 +198,7 @@ class ResNet30(nn.Module):
 
   @nn.compact
   def __call__(self, images: jax.Array, train: bool = False) -> dict[str, jax.Array]:
-    norm = functools.partial(
-      nn.BatchNorm,
-      use_running_average=not train,
-      momentum=0.9,
-      epsilon=1e-5,
-      dtype=self.dtype,
-    )
+    norm = conv.batch_norm(train, self.dtype)
     x = images.astype(self.dtype)
     # The network normalises its raw input itself (Table 1: BN on the image).
     x = norm(name='input_bn')(x)
