@@ -18,6 +18,9 @@
 #   clip       gradients clipped to global norm 1
 #   hashbn     the hash layer batch-normalised (model.hash_norm=batchnorm; init_codes.py
 #              shows why: at initialisation every image gets nearly the same code)
+#   adam_zeta1         Adam 1e-3 and zeta = 1 (the classification term trains the
+#                      backbone; at zeta 0.1 L3 hardly moved from the class prior)
+#   adam_zeta1_warmup  adam_zeta1 with the hash terms' warm-up over 2 epochs
 #
 # Each run's eval/metrics.json, eval/codes.npz, eval/curve.jsonl and
 # eval/learning_curve.png are copied to results/dpfah_search/<variant>/.
@@ -32,14 +35,18 @@ common=(--config configs/dpfah_cifar10_32px.py --config.model.bits=48
         --config.data.protocol=dpfah_cifar10_val --config.num_epochs=4
         --config.eval_every_steps=31 --config.checkpoint_every_steps=31
         --config.max_checkpoints_to_keep=20 --config.eval.curve_queries=1000)
+adam=(--config.optimizer.name=adam --config.optimizer.learning_rate=1e-3)
 for v in "${variants[@]}"; do
   case $v in
     base) extra=() ;;
-    adam) extra=(--config.optimizer.name=adam --config.optimizer.learning_rate=1e-3) ;;
+    adam) extra=("${adam[@]}") ;;
     zeta1) extra=(--config.loss.dpfah.zeta=1.0) ;;
     warmup) extra=(--config.loss.hash_warmup_steps=62) ;;
     clip) extra=(--config.optimizer.grad_clip_norm=1.0) ;;
     hashbn) extra=(--config.model.hash_norm=batchnorm) ;;
+    adam_zeta1) extra=("${adam[@]}" --config.loss.dpfah.zeta=1.0) ;;
+    adam_zeta1_warmup)
+      extra=("${adam[@]}" --config.loss.dpfah.zeta=1.0 --config.loss.hash_warmup_steps=62) ;;
     *) echo "unknown variant $v" >&2; exit 2 ;;
   esac
   python -m dahjax.main "${common[@]}" "${extra[@]}" --workdir "$root/$v"
