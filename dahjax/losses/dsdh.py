@@ -88,8 +88,8 @@ def dsdh_discrete_update(
   B in {-1, +1}^{k x N} by discrete cyclic coordinate descent, one bit (row z of B) at a time
   with the others fixed: z = sgn(p - B'^T W' v), where p, v are that bit's rows of P, W and
   B', W' the other rows. Each of the `dcc_iter` rounds is a W-step then one sweep of the
-  bits, in that order, as in DeepHash-pytorch's `updateBandW` and TreezzZ/DSDH_PyTorch (10
-  rounds each). Here B is stored as rows [N, k]; sgn(0) = +1.
+  bits, in that order, as in DeepHash-pytorch's `updateBandW` (10 rounds). Here B is stored
+  as rows [N, k]; sgn(0) = +1.
 
   Args:
     codes: the current codes B [N, k] (+-1; a zero start gives W = 0, then B = sgn(U)).
@@ -161,22 +161,25 @@ def dsdh_loss(
   side has a gradient, hence the 2: the loss's gradient is exactly dJ/du_i / (B N). The
   authors' release (liqi-casia/DSDH-HashingCode, train.m) back-propagates the same
   (S - A) U - 2 eta (U0 - B) and divides the weights' gradient by batch_size N.
-  DeepHash-pytorch (DSDH.py) and TreezzZ/DSDH_PyTorch put no eta term in the network's loss
-  (their eta only enters the B-step) and the likelihood once; this follows the paper's
-  gradient. softplus replaces their clamp of Theta to [-100, 50].
+  DeepHash-pytorch (DSDH.py) puts no eta term in the network's loss (its eta only enters
+  the B-step) and the likelihood once; this follows the paper's gradient. softplus replaces
+  their clamp of Theta to [-100, 50].
 
   Codes and classifier. b_i is the memory's row of B; a row still zero (the image not yet
-  seen by an update) is set to sgn(u_i) and stored, as the release's B(ix, :) = sign(U0).
+  seen by an update) is set to sgn(u_i) and stored (the release overwrites the batch's rows
+  with B(ix, :) = sign(U0) at every batch, then solves its per-batch B).
   At the steps where step + 1 is a multiple of `update_every`, after the loss,
   `dsdh_discrete_update` recomputes W (ridge regression) and all of B (DCC, bit by bit) from
   the whole memory. `update_every` defaults to N // B, one epoch of this repository's
   sampler: the paper's Algorithm 1 updates W and B once per pass over the mini-batches, and
-  DeepHash-pytorch's current DSDH.py calls `updateBandW` once per epoch. TreezzZ/DSDH_PyTorch
-  updates at every iteration (`update_every=1`); the authors' release solves a W and a B for
+  DeepHash-pytorch's current DSDH.py calls `updateBandW` once per epoch (at the epoch's
+  start, here after its last step), as TreezzZ/DSDH_PyTorch does after each epoch (one W-step
+  and one sweep, with defaults mu = 0.01, nu = 1, eta = 0.01; its earlier versions updated
+  at every iteration, `update_every=1`); the authors' release solves a W and a B for
   each batch alone instead (W from the batch's sgn(u) with lambda = 0.1, 10 DCC sweeps) and
   keeps only sgn(u) in its memory of B.
 
-  Defaults mu = 1, nu = 0.1, eta = 55 are the authors' release's (setup.m: eta = 55; RRC's
+  Defaults mu = 1, nu = 0.1, eta = 55 are the authors' release's (main.m: eta = 55; RRC's
   ridge lambda = nu / mu = 0.1; the B-step's Q = eta U0 + Y W^T, i.e. mu = 1);
   DeepHash-pytorch uses nu = 1. dcc_iter = 10 is DeepHash-pytorch's and the release's (10
   DCC sweeps).
