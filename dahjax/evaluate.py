@@ -17,6 +17,7 @@ from typing import Any
 
 from absl import logging
 import jax
+from jax.experimental import multihost_utils
 import ml_collections
 import numpy as np
 
@@ -160,6 +161,16 @@ class LearningCurve:
       q_readable=q_ok,
       db_readable=db_ok,
     )
+
+  def has_point(self, step: int) -> bool:
+    """Whether the curve already holds a point of step `step`, as process 0's copy of
+    curve.jsonl says (the same answer on every process, since a point takes all of them)."""
+    path = os.path.join(self._dir, CURVE_FILE)
+    found = jax.process_index() == 0 and os.path.exists(path)
+    found = found and any(p['step'] == step for p in read_curve(path))
+    if jax.process_count() > 1:
+      found = bool(multihost_utils.broadcast_one_to_all(np.int32(found)))
+    return bool(found)
 
   def record(
     self,

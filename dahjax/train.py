@@ -314,6 +314,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       steps_per_epoch=sampler.steps_per_epoch,
     )
   interval = IntervalMeans()  # Training terms since the last learning-curve point.
+  if (
+    curve is not None
+    and 0 < start_step < total_steps
+    and start_step % config.eval_every_steps == 0
+    and not curve.has_point(start_step)
+  ):
+    # Stopped after saving this step's checkpoint but before its point was recorded
+    # (a SIGTERM, or a kill while it was being evaluated): record it now, without the
+    # training terms of the steps before it, which were not saved.
+    curve.evaluate(state, start_step, {})
   preemption = PreemptionWatch(manager, config.preemption_check_every_steps)
   history = []  # Metrics of the steps since the last check, on the device.
   try:

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 
 import jax
 import numpy as np
@@ -384,6 +385,35 @@ def test_learning_curve_follows_the_parameters(tiny_config, tmp_path):
   assert [r['step'] for r in logged] == [2, 4, 5]
   for name in ('metrics.json',):
     strict_json(open(os.path.join(eval_dir, name)).read())
+
+
+def test_resume_records_the_curve_point_a_stop_left_out(tiny_config, tmp_path):
+  workdir = str(tmp_path / 'run')
+  tiny_config.num_train_steps = 5
+  tiny_config.eval_every_steps = 2
+  tiny_config.checkpoint_every_steps = 2
+  tiny_config.eval.curve_queries = 5
+  validation.validate(tiny_config, workdir)
+  train.train_and_evaluate(tiny_config, workdir)
+  curve_path = os.path.join(workdir, 'eval', evaluate.CURVE_FILE)
+  full = evaluate.read_curve(curve_path)
+  assert [p['step'] for p in full] == [2, 4, 5]
+  # As if the run had been stopped after saving checkpoint 4, before its point.
+  with open(curve_path, 'w') as f:
+    f.write(json.dumps(full[0]) + '\n')
+  shutil.rmtree(os.path.join(workdir, 'checkpoints', '5'))
+  train.train_and_evaluate(tiny_config, workdir)
+  resumed = evaluate.read_curve(curve_path)
+  assert [p['step'] for p in resumed] == [2, 4, 5]
+  assert resumed[1]['map'] == pytest.approx(full[1]['map'])
+  assert resumed[1]['bit_balance'] == pytest.approx(full[1]['bit_balance'])
+  assert not any(k.startswith('train_') for k in resumed[1])  # Those terms were lost.
+  assert resumed[2]['map'] == pytest.approx(full[2]['map'])  # The resume is exact.
+  # A point already there is not evaluated again.
+  shutil.rmtree(os.path.join(workdir, 'checkpoints', '5'))
+  train.train_and_evaluate(tiny_config, workdir)
+  with open(curve_path) as f:
+    assert [json.loads(line)['step'] for line in f] == [2, 4, 5, 5]
 
 
 def test_restore_for_eval_reads_the_parameters_without_an_optimizer(tiny_config, tmp_path):
