@@ -314,10 +314,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       steps_per_epoch=sampler.steps_per_epoch,
     )
   interval = IntervalMeans()  # Training terms since the last learning-curve point.
+
+  def curve_step(step: int) -> bool:
+    # The last point comes from the full evaluation of the run.
+    return curve is not None and step % config.eval_every_steps == 0 and step != total_steps
+
   if (
-    curve is not None
-    and 0 < start_step < total_steps
-    and start_step % config.eval_every_steps == 0
+    0 < start_step < total_steps
+    and curve_step(start_step)
     and not curve.has_point(start_step)
   ):
     # Stopped after saving this step's checkpoint but before its point was recorded
@@ -335,7 +339,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         log.restart_clock(step)
       preempted = preemption.reached(step)
       save = step % config.checkpoint_every_steps == 0 or step == total_steps or preempted
-      curve_point = curve is not None and step % config.eval_every_steps == 0
+      curve_point = curve_step(step)
       if save or curve_point or step % config.log_every_steps == 0:
         # Every step since the last check must be finite before anything is saved.
         host = jax.device_get(history)
@@ -352,7 +356,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       if preempted:
         manager.wait_until_finished()
         raise Preempted(step)
-      if curve_point and step != total_steps:  # The last point comes from the full run.
+      if curve_point:
         curve.evaluate(state, step, interval.pop())
         log.restart_clock(step)
   finally:
