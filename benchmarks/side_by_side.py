@@ -2,12 +2,14 @@
 
   python benchmarks/side_by_side.py                  # DAH, 12 bits, batch 20
   python benchmarks/side_by_side.py --batch_size 128 --bits 48
+  python benchmarks/side_by_side.py --config dpfah_cifar10_32px \
+      --batch_size 128 --bits 48 --steps 6 --rounds 1
 
 A small batch is little work to split over several threads, so on a machine with few
 cores several runs side by side, each pinned to its own core (`taskset`, one XLA
 intra-op thread), may train more images per second in total than one run on all of
-them. This times the project's jitted DAH train step (CPU fast path on, synthetic
-images, compilation excluded) both ways in one invocation:
+them. This times the project's jitted train step of `--config` (default: DAH; CPU fast
+path on, synthetic images, compilation excluded) both ways in one invocation:
 
   shared   one process on all cores;
   pinned   one process per core, started together, each held to its core.
@@ -29,6 +31,9 @@ sys.path.insert(0, ROOT)
 from benchmarks import report  # pylint: disable=wrong-import-position
 from benchmarks import steps  # pylint: disable=wrong-import-position
 
+_CONFIG = flags.DEFINE_string(
+  'config', 'default', 'Module under configs/ whose model, loss and optimizer are timed.'
+)
 _BATCH = flags.DEFINE_integer('batch_size', 20, 'Train batch size.')
 _BITS = flags.DEFINE_integer('bits', 12, 'Code length.')
 _STEPS = flags.DEFINE_integer('steps', 60, 'Timed train steps per process.')
@@ -50,9 +55,7 @@ def worker() -> dict:
   conv.configure_cpu_backend()
   import jax  # pylint: disable=g-import-not-at-top
 
-  from configs import default  # pylint: disable=g-import-not-at-top
-
-  config = default.get_config()
+  config = load_config(_CONFIG.value)
   config.unlock()
   config.model.bits = _BITS.value
   config.batch_size = _BATCH.value
@@ -69,6 +72,18 @@ def worker() -> dict:
   return {'images_per_sec': b * _STEPS.value / seconds, 'start': start}
 
 
+def load_config(module: str):
+  """`get_config()` of `configs/<module>.py`."""
+  import importlib  # pylint: disable=g-import-not-at-top
+
+  return importlib.import_module(f'configs.{module}').get_config()
+
+
+def describe(config) -> str:
+  """The timed setting in words, e.g. 'dah_resnet30, 32 px'."""
+  return f'{config.model_name}, {config.data.image_size} px'
+
+
 def launch(cpus: str | None, single_thread: bool) -> subprocess.Popen:
   env = dict(os.environ)
   if single_thread:
@@ -77,6 +92,7 @@ def launch(cpus: str | None, single_thread: bool) -> subprocess.Popen:
     sys.executable,
     os.path.abspath(__file__),
     '--worker',
+    f'--config={_CONFIG.value}',
     f'--batch_size={_BATCH.value}',
     f'--bits={_BITS.value}',
     f'--steps={_STEPS.value}',
@@ -126,7 +142,8 @@ def main(argv):
       f'(total {sum(pinned):.1f}) | {sum(pinned) / shared:.2f}x |'
     )
   body = '\n'.join(lines) + (
-    f'\n\nDAH ResNet30+CBAM, {_BITS.value} bits, batch {_BATCH.value}, '
+    f'\n\n{describe(load_config(_CONFIG.value))} (`configs/{_CONFIG.value}.py`), '
+    f'{_BITS.value} bits, batch {_BATCH.value}, '
     f'{_STEPS.value} timed steps per process, {len(cores)} cores; pinned runs use '
     f'`taskset -c <core>` and `XLA_FLAGS="{SINGLE_THREAD_FLAGS}"`.'
   )
