@@ -148,10 +148,18 @@ def test_dah_loss_in_row_blocks_equals_one_block(monkeypatch):
 
 
 def loop_dpfah_loss(
-  u, logits, labels, alpha=0.5, delta=1.1, eta=10.0, zeta=0.1, hash_weight=1.0
+  u,
+  logits,
+  labels,
+  alpha=0.5,
+  delta=1.1,
+  eta=10.0,
+  zeta=0.1,
+  sign_pull=0.0,
+  hash_weight=1.0,
 ):
   """DPFAH eqs. 12-15 written pair by pair and item by item, in float64 NumPy
-  (`hash_weight` scales L1 + eta L2)."""
+  (`hash_weight` scales L1 + eta L2 + sign_pull L4, L4 DPSH's (u - sgn u)^2 per bit)."""
   u, logits, labels = (np.asarray(a, np.float64) for a in (u, logits, labels))
   b = len(u)
   f = np.clip(u, -1, 1)
@@ -166,12 +174,20 @@ def loop_dpfah_loss(
   )
   p = 1 / (1 + np.exp(-logits))
   l3 = np.mean(np.sum(-(labels * np.log(p) + (1 - labels) * np.log(1 - p)), axis=1))
-  return hash_weight * (l1 + eta * l2) + zeta * l3, (l1, l2, l3)
+  l4 = np.mean([(x - (1.0 if x >= 0 else -1.0)) ** 2 for x in u.ravel()])
+  total = hash_weight * (l1 + eta * l2 + sign_pull * l4) + zeta * l3
+  return total, (l1, l2, l3) + ((l4,) if sign_pull else ())
 
 
 @pytest.mark.parametrize('multi_label', [False, True])
 @pytest.mark.parametrize(
-  'kwargs', [{}, dict(alpha=1.0, delta=0.9, eta=2.0, zeta=1.0), dict(hash_weight=0.3)]
+  'kwargs',
+  [
+    {},
+    dict(alpha=1.0, delta=0.9, eta=2.0, zeta=1.0),
+    dict(hash_weight=0.3),
+    dict(sign_pull=0.5, hash_weight=0.7),
+  ],
 )
 def test_dpfah_loss_matches_loop(multi_label, kwargs):
   rng = np.random.default_rng(4)
@@ -190,7 +206,9 @@ def test_dpfah_loss_matches_loop(multi_label, kwargs):
   loss, aux = fn(u, logits)
   want, terms = loop_dpfah_loss(u, logits, labels, **kwargs)
   np.testing.assert_allclose(loss, want, rtol=1e-5)
-  np.testing.assert_allclose([aux['l1'], aux['l2'], aux['l3']], terms, rtol=1e-5)
+  names = ['l1', 'l2', 'l3'] + (['l4'] if kwargs.get('sign_pull') else [])
+  assert sorted(aux) == names
+  np.testing.assert_allclose([aux[n] for n in names], terms, rtol=1e-5)
   grads = jax.grad(lambda u, o: fn(u, o)[0], argnums=(0, 1))(u, logits)
   ref = jax.grad(lambda u, o: loop_dpfah_loss_jax(u, o, labels, **kwargs), argnums=(0, 1))(
     u, logits
@@ -200,7 +218,15 @@ def test_dpfah_loss_matches_loop(multi_label, kwargs):
 
 
 def loop_dpfah_loss_jax(
-  u, logits, labels, alpha=0.5, delta=1.1, eta=10.0, zeta=0.1, hash_weight=1.0
+  u,
+  logits,
+  labels,
+  alpha=0.5,
+  delta=1.1,
+  eta=10.0,
+  zeta=0.1,
+  sign_pull=0.0,
+  hash_weight=1.0,
 ):
   """The same loop in jax.numpy, differentiable, for the gradient reference."""
   b = u.shape[0]
@@ -218,7 +244,8 @@ def loop_dpfah_loss_jax(
       axis=1,
     )
   )
-  return hash_weight * (l1 + eta * l2) + zeta * l3
+  l4 = jnp.mean(jnp.square(u - jnp.where(u >= 0, 1.0, -1.0)))
+  return hash_weight * (l1 + eta * l2 + sign_pull * l4) + zeta * l3
 
 
 @pytest.mark.parametrize('theta', [100.0, 400.0, -400.0])

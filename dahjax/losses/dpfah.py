@@ -91,6 +91,7 @@ def dpfah_loss(
   delta: float = 1.1,
   eta: float = 10.0,
   zeta: float = 0.1,
+  sign_pull: float = 0.0,
   hash_weight: float | jax.Array = 1.0,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
   """Computes DPFAH's total loss L = L1 + eta L2 + zeta L3.
@@ -98,6 +99,12 @@ def dpfah_loss(
   With `hash_weight` w != 1 it is w (L1 + eta L2) + zeta L3: the train loop's warm-up
   of the hash terms (`config.loss.hash_warmup_steps`, not in the paper) lets the
   classification term train the backbone first. w = 1 is the paper's loss.
+
+  With `sign_pull` beta > 0 (not in the paper) the hash terms gain a pull of u towards
+  its signs, L4 = mean over the batch and the bits of (u - sgn u)^2, DPSH's quantization
+  term (in DeepHash-pytorch's mean form): L = w (L1 + eta L2 + beta L4) + zeta L3. L2 is
+  zero inside its margin, so in DPFAH nothing moves |u| away from 0, where L1 = ln 2 has
+  a saddle (its gradient is proportional to the codes); L4 pushes every bit outwards.
 
   L1 runs on the clipped codes f(u) = clip(u, -1, 1), L2 on the raw u. The defaults
   are the paper's delta = 1.1, eta = 10 and zeta = 0.1; alpha = 1/2 is DPSH's scale,
@@ -112,10 +119,12 @@ def dpfah_loss(
     delta: margin of L2.
     eta: weight of L2.
     zeta: weight of L3.
+    sign_pull: weight beta of L4 (0: the paper's loss).
     hash_weight: weight of L1 + eta L2 (a scalar, may be traced).
 
   Returns:
-    `(loss, aux)`: the scalar float32 loss and `aux` = {'l1', 'l2', 'l3'} (scalars).
+    `(loss, aux)`: the scalar float32 loss and `aux` = {'l1', 'l2', 'l3'} (scalars),
+    and 'l4' where `sign_pull` > 0.
 
   Examples:
     >>> import jax.numpy as jnp
@@ -130,6 +139,9 @@ def dpfah_loss(
   References:
     Yang, Wang & Cheng, "Deep parameter-free attention hashing for image
     retrieval", Scientific Reports 2022, eqs. 12-15; Tables 3-4 (eta, zeta).
+
+    Li, Wang & Kang, "Feature Learning based Deep Supervised Hashing with Pairwise
+    Labels" (DPSH), IJCAI 2016, Sec. 3 (the quantization term of L4).
   """
   u = outputs['hash'].astype(jnp.float32)
   l1 = dpfah_likelihood_loss(
@@ -139,4 +151,9 @@ def dpfah_loss(
   l3 = classification.sigmoid_cross_entropy(
     logits=outputs['logits'].astype(jnp.float32), labels=labels
   )
-  return hash_weight * (l1 + eta * l2) + zeta * l3, {'l1': l1, 'l2': l2, 'l3': l3}
+  hash_terms = l1 + eta * l2
+  aux = {'l1': l1, 'l2': l2, 'l3': l3}
+  if sign_pull:
+    aux['l4'] = jnp.mean(jnp.square(u - jax.lax.stop_gradient(pairs.sign(u))))
+    hash_terms = hash_terms + sign_pull * aux['l4']
+  return hash_weight * hash_terms + zeta * l3, aux

@@ -2,8 +2,9 @@
 # Choosing the settings of the from-scratch DPFAH variant (configs/dpfah_cifar10_32px.py,
 # 48 bits) without the queries: 4 epochs each on dpfah_cifar10_val (400 training images
 # per class of dpfah_cifar10's training set, which are also the database; its other 100
-# per class are the queries), evaluated every epoch. On one CPU core a step of batch 128
-# takes about half a minute, so 4 epochs (124 steps) is about an hour per variant: enough
+# per class are the queries), evaluated every epoch. On one CPU core (taskset, XLA's
+# default threading) a step of batch 128 takes about 9 s, so 4 epochs (124 steps) with
+# their evaluations are about half an hour per variant: enough
 # to tell a variant whose L1 stays at ln 2 (every inner product near 0) from one that
 # learns.
 #
@@ -21,6 +22,9 @@
 #   adam_zeta1         Adam 1e-3 and zeta = 1 (the classification term trains the
 #                      backbone; at zeta 0.1 L3 hardly moved from the class prior)
 #   adam_zeta1_warmup  adam_zeta1 with the hash terms' warm-up over 2 epochs
+#   pull1, pull10      adam_zeta1_warmup with DPSH's pull of u towards its signs
+#                      (loss.dpfah.sign_pull = 1 or 10): L2 is zero inside its margin,
+#                      so nothing else moves the codes away from 0, L1's saddle
 #
 # Each run's eval/metrics.json, eval/codes.npz, eval/curve.jsonl and
 # eval/learning_curve.png are copied to results/dpfah_search/<variant>/.
@@ -47,6 +51,9 @@ for v in "${variants[@]}"; do
     adam_zeta1) extra=("${adam[@]}" --config.loss.dpfah.zeta=1.0) ;;
     adam_zeta1_warmup)
       extra=("${adam[@]}" --config.loss.dpfah.zeta=1.0 --config.loss.hash_warmup_steps=62) ;;
+    pull1 | pull10)
+      extra=("${adam[@]}" --config.loss.dpfah.zeta=1.0 --config.loss.hash_warmup_steps=62
+             --config.loss.dpfah.sign_pull="${v#pull}") ;;
     *) echo "unknown variant $v" >&2; exit 2 ;;
   esac
   python -m dahjax.main "${common[@]}" "${extra[@]}" --workdir "$root/$v"
