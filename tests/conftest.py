@@ -2,7 +2,9 @@
 
 import os
 import shutil
+import tempfile
 
+import jax
 import numpy as np
 import pytest
 
@@ -13,6 +15,40 @@ QUICKSTART = os.path.join(
   os.path.dirname(dahjax.__file__), 'data', 'assets', 'cifar10_quickstart'
 )
 CLASSES = ('airplane', 'automobile', 'bird')
+
+# One persistent XLA compilation cache for the whole test run, shared by the xdist
+# workers and the runs the tests start as subprocesses (which inherit the environment):
+# the tests build the same small programs many times over, and a cache hit replaces a
+# compilation with a read of the same executable, so results do not change.
+_CACHE_ENV = {
+  'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS': '0',
+  'JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES': '-1',
+}
+
+
+def pytest_configure(config):
+  if 'JAX_COMPILATION_CACHE_DIR' not in os.environ and not hasattr(config, 'workerinput'):
+    # The controller (or a run without xdist) makes the cache; workers inherit its path.
+    config._dahjax_jax_cache = tempfile.mkdtemp(prefix='dahjax_test_jax_cache_')
+    os.environ['JAX_COMPILATION_CACHE_DIR'] = config._dahjax_jax_cache
+    for key, value in _CACHE_ENV.items():
+      os.environ.setdefault(key, value)
+  if 'JAX_COMPILATION_CACHE_DIR' in os.environ:
+    jax.config.update('jax_compilation_cache_dir', os.environ['JAX_COMPILATION_CACHE_DIR'])
+    jax.config.update(
+      'jax_persistent_cache_min_compile_time_secs',
+      float(os.environ.get('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '1')),
+    )
+    jax.config.update(
+      'jax_persistent_cache_min_entry_size_bytes',
+      int(os.environ.get('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '0')),
+    )
+
+
+def pytest_unconfigure(config):
+  cache = getattr(config, '_dahjax_jax_cache', None)
+  if cache:
+    shutil.rmtree(cache, ignore_errors=True)
 
 
 def copy_quickstart(root, classes, per_split) -> str:
