@@ -124,28 +124,32 @@ def main(argv):
   rows = []
   for r in range(_ROUNDS.value):
     shared = collect([launch(None, False)])
-    pinned = collect([launch(str(c), True) for c in cores])
+    single = collect([launch(str(c), True) for c in cores])
+    pinned = collect([launch(str(c), False) for c in cores])
     print(
-      f'round {r + 1}: shared {shared[0]:.1f} images/s; pinned '
+      f'round {r + 1}: shared {shared[0]:.1f} images/s; pinned, one thread '
+      f'{" + ".join(f"{x:.1f}" for x in single)} = {sum(single):.1f}; pinned '
       f'{" + ".join(f"{x:.1f}" for x in pinned)} = {sum(pinned):.1f}',
       flush=True,
     )
-    rows.append((shared[0], pinned))
+    rows.append((shared[0], single, pinned))
   lines = [
-    '| round | one run on all cores (images/s) | one run per core (images/s each) | '
-    'total per core / all cores |',
-    '|---|---|---|---|',
+    '| round | one run on all cores (images/s) | one run per core, one XLA thread '
+    '(images/s each) | one run per core, XLA default threads (images/s each) | '
+    'totals per core / all cores |',
+    '|---|---|---|---|---|',
   ]
-  for i, (shared, pinned) in enumerate(rows):
+  each = lambda rates: f'{", ".join(f"{x:.1f}" for x in rates)} (total {sum(rates):.1f})'
+  for i, (shared, single, pinned) in enumerate(rows):
     lines.append(
-      f'| {i + 1} | {shared:.1f} | {", ".join(f"{x:.1f}" for x in pinned)} '
-      f'(total {sum(pinned):.1f}) | {sum(pinned) / shared:.2f}x |'
+      f'| {i + 1} | {shared:.1f} | {each(single)} | {each(pinned)} | '
+      f'{sum(single) / shared:.2f}x, {sum(pinned) / shared:.2f}x |'
     )
   body = '\n'.join(lines) + (
     f'\n\n{describe(load_config(_CONFIG.value))} (`configs/{_CONFIG.value}.py`), '
     f'{_BITS.value} bits, batch {_BATCH.value}, '
     f'{_STEPS.value} timed steps per process, {len(cores)} cores; pinned runs use '
-    f'`taskset -c <core>` and `XLA_FLAGS="{SINGLE_THREAD_FLAGS}"`.'
+    f'`taskset -c <core>`, the one-thread ones also `XLA_FLAGS="{SINGLE_THREAD_FLAGS}"`.'
   )
   print(body)
   report.append(

@@ -12,7 +12,7 @@
 #
 # CIFAR10_DIR (default ../shared/data/cifar10_jpeg) is the image folder.
 #
-#   base       the variant as configured (RMSProp 1e-4, zeta 0.1)
+#   base       RMSProp 1e-4, zeta 0.1 (the config's settings before this search)
 #   adam       Adam 1e-3
 #   zeta1      classification weight zeta = 1
 #   warmup     the hash terms' weight ramps up over the first 2 epochs (62 steps)
@@ -38,7 +38,11 @@ common=(--config configs/dpfah_cifar10_32px.py --config.model.bits=48
         --config.data.data_dir="${CIFAR10_DIR:-../shared/data/cifar10_jpeg}"
         --config.data.protocol=dpfah_cifar10_val --config.num_epochs=4
         --config.eval_every_steps=31 --config.checkpoint_every_steps=31
-        --config.max_checkpoints_to_keep=20 --config.eval.curve_queries=1000)
+        --config.max_checkpoints_to_keep=20 --config.eval.curve_queries=1000
+        # The search's base: the config's settings before the search chose its own.
+        --config.optimizer.name=rmsprop --config.optimizer.learning_rate=1e-4
+        --config.loss.dpfah.zeta=0.1 --config.loss.hash_warmup_steps=0
+        --config.loss.dpfah.sign_pull=0.0)
 adam=(--config.optimizer.name=adam --config.optimizer.learning_rate=1e-3)
 for v in "${variants[@]}"; do
   case $v in
