@@ -120,7 +120,7 @@ def dpfah_loss(
     eta: weight of L2.
     zeta: weight of L3.
     sign_pull: weight beta of L4 (0: the paper's loss).
-    hash_weight: weight of L1 + eta L2 (a scalar, may be traced).
+    hash_weight: weight of the hash terms L1 + eta L2 (+ beta L4) (a scalar, may be traced).
 
   Returns:
     `(loss, aux)`: the scalar float32 loss and `aux` = {'l1', 'l2', 'l3'} (scalars),
