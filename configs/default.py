@@ -142,6 +142,10 @@ def get_config() -> ml_collections.ConfigDict:
   # eval.curve_queries fixed queries against the whole database (0: none; the run's
   # reported numbers are always the full evaluation at its end).
   config.eval_every_steps = 0
+  # Stop at the learning curve's plateau: once `evaluations` consecutive points have
+  # gained no more than `min_delta` mAP over the best point before them (0: train every
+  # step). The run then reports the full evaluation of that step's checkpoint.
+  config.plateau = ml_collections.ConfigDict(dict(evaluations=0, min_delta=0.005))
   config.checkpoint_every_steps = 1000
   config.max_checkpoints_to_keep = 3
   # Several processes: every this many steps they agree whether any received SIGTERM

@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 from absl import logging
+from flax.training import early_stopping
 import jax
 from jax.experimental import multihost_utils
 import ml_collections
@@ -113,6 +114,23 @@ def curve_metrics(
   return metrics
 
 
+def plateau_reached(maps, min_delta: float, evaluations: int) -> bool:
+  """Whether the last `evaluations` of the curve's mAPs `maps` (in step order) all
+  gained no more than `min_delta` over the best point before them.
+
+  A point counts as a gain only when it beats the best gaining point so far by more than
+  `min_delta`, so a slow rise of many small steps still counts once it adds up. Flax's
+  `EarlyStopping` on -mAP keeps that count; its own `should_stop` stays set after a
+  later gain, so the count is read instead: the rule looks at the latest points only.
+  """
+  if evaluations <= 0:
+    return False
+  rule = early_stopping.EarlyStopping(min_delta=min_delta)
+  for m in maps:
+    rule = rule.update(-float(m))
+  return rule.patience_count >= evaluations
+
+
 class LearningCurve:
   """Evaluation during training on a fixed query subset against the whole database.
 
@@ -171,6 +189,18 @@ class LearningCurve:
     if jax.process_count() > 1:
       found = bool(multihost_utils.broadcast_one_to_all(np.int32(found)))
     return bool(found)
+
+  def reached_plateau(self, step: int, min_delta: float, evaluations: int) -> bool:
+    """`plateau_reached` on the curve's points up to step `step`, as process 0's copy
+    of curve.jsonl says (the same answer on every process)."""
+    path = os.path.join(self._dir, CURVE_FILE)
+    reached = False
+    if jax.process_index() == 0 and os.path.exists(path):
+      maps = [p['map'] for p in read_curve(path) if p['step'] <= step]
+      reached = plateau_reached(maps, min_delta, evaluations)
+    if jax.process_count() > 1:
+      reached = bool(multihost_utils.broadcast_one_to_all(np.int32(reached)))
+    return bool(reached)
 
   def record(
     self,

@@ -239,8 +239,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   """Trains `config` in `workdir` (resuming when a checkpoint exists), then evaluates.
 
   With `config.eval_every_steps` > 0 a learning curve is recorded during training
-  (`evaluate.LearningCurve`); the metrics returned are the full evaluation of the final
-  state.
+  (`evaluate.LearningCurve`), and with `config.plateau.evaluations` > 0 training stops
+  early once that curve stops gaining (`evaluate.plateau_reached`); the metrics returned
+  are the full evaluation of the final state.
   """
   checkpoints.check_run_config(config, workdir)
   data = input_data.prepare(config, workdir)
@@ -319,6 +320,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     # The last point comes from the full evaluation of the run.
     return curve is not None and step % config.eval_every_steps == 0 and step != total_steps
 
+  def at_plateau(step: int) -> bool:
+    # config.plateau: stop once the curve has stopped gaining (off when evaluations is 0).
+    rule = config.plateau
+    return (
+      curve is not None
+      and rule.evaluations > 0
+      and curve.reached_plateau(step, rule.min_delta, rule.evaluations)
+    )
+
   if (
     0 < start_step < total_steps
     and curve_step(start_step)
@@ -328,10 +338,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     # (a SIGTERM, or a kill while it was being evaluated): record it now, without the
     # training terms of the steps before it, which were not saved.
     curve.evaluate(state, start_step, {})
+  # A run that stopped at its plateau stays stopped when it is started again.
+  last_step = start_step if start_step > 0 and at_plateau(start_step) else total_steps
   preemption = PreemptionWatch(manager, config.preemption_check_every_steps)
   history = []  # Metrics of the steps since the last check, on the device.
   try:
-    for step in range(start_step + 1, total_steps + 1):
+    for step in range(start_step + 1, last_step + 1):
       state, metrics = step_fn(state, next(device_batches))
       history.append(metrics)
       if step == start_step + 1:  # It compiled: measure speed from here.
@@ -359,6 +371,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       if curve_point:
         curve.evaluate(state, step, interval.pop())
         log.restart_clock(step)
+        if at_plateau(step):
+          logging.info(
+            'The learning curve gained no more than %g mAP over its last %d points: '
+            'stopping at step %d of %d.',
+            config.plateau.min_delta,
+            config.plateau.evaluations,
+            step,
+            total_steps,
+          )
+          if not save:
+            checkpoints.save(manager, step, state, data_position(config, sampler, step))
+          break
   finally:
     preemption.close()
     if bad_log.summary():

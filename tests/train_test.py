@@ -176,6 +176,8 @@ def test_grad_clip_norm_clips_before_the_optimizer():
     ('loss.hash_warmup_steps', 5, ValueError, "loss 'dah' has no weight to warm up"),
     ('loss.hash_warmup_steps', -1, ValueError, 'use 0 .off. or more steps'),
     ('optimizer.grad_clip_norm', -1.0, ValueError, 'grad_clip_norm=-1.0'),
+    ('plateau.evaluations', -1, ValueError, 'must be >= 0'),
+    ('plateau.evaluations', 3, ValueError, 'set eval_every_steps > 0'),
     ('data.data_dir', '/no/such/dir', FileNotFoundError, '/no/such/dir.*<root>/<split>'),
   ],
 )
@@ -414,6 +416,66 @@ def test_resume_records_the_curve_point_a_stop_left_out(tiny_config, tmp_path):
   train.train_and_evaluate(tiny_config, workdir)
   with open(curve_path) as f:
     assert [json.loads(line)['step'] for line in f] == [2, 4, 5, 5]
+
+
+def loop_plateau(maps, min_delta, evaluations):
+  """The plateau rule as a plain loop: points since the last gain of more than
+  `min_delta` over the best gaining point; at least `evaluations` of them."""
+  best, since = None, 0
+  for m in maps:
+    if best is None or m > best + min_delta:
+      best, since = m, 0
+    else:
+      since += 1
+  return evaluations > 0 and since >= evaluations
+
+
+def test_plateau_rule_matches_a_loop_and_worked_cases():
+  # Three points each under 0.005 above 0.50: a plateau; a slow rise that adds up is not.
+  assert evaluate.plateau_reached([0.40, 0.50, 0.503, 0.504, 0.5045], 0.005, 3)
+  assert not evaluate.plateau_reached([0.40, 0.50, 0.503, 0.504], 0.005, 3)
+  assert not evaluate.plateau_reached([0.50, 0.503, 0.506, 0.507, 0.508], 0.005, 3)
+  assert evaluate.plateau_reached([0.50, 0.49, 0.48, 0.47], 0.005, 3)  # Falling.
+  # Only the latest points count: a gain after an earlier flat stretch starts afresh.
+  assert not evaluate.plateau_reached([0.50, 0.50, 0.50, 0.50, 0.52], 0.005, 3)
+  assert not evaluate.plateau_reached([0.5] * 10, 0.005, 0)  # Off.
+  assert not evaluate.plateau_reached([], 0.005, 1)
+  rng = np.random.default_rng(0)
+  for _ in range(500):
+    maps = np.cumsum(rng.normal(0.002, 0.006, rng.integers(0, 12))).tolist()
+    n, delta = int(rng.integers(0, 5)), float(rng.choice([0.0, 0.003, 0.005, 0.01]))
+    assert evaluate.plateau_reached(maps, delta, n) == loop_plateau(maps, delta, n)
+
+
+def test_training_stops_at_the_curve_plateau_and_stays_stopped(tiny_config, tmp_path):
+  workdir = str(tmp_path / 'run')
+  tiny_config.num_train_steps = 6
+  tiny_config.eval_every_steps = 1
+  tiny_config.checkpoint_every_steps = 4
+  tiny_config.eval.curve_queries = 5
+  tiny_config.plateau.evaluations = 2
+  tiny_config.plateau.min_delta = 1.0  # No point can gain that much: stop at step 3.
+  validation.validate(tiny_config, workdir)
+  final = train.train_and_evaluate(tiny_config, workdir)
+  assert final['step'] == 3
+  # Step 3 is no checkpoint step: the stop saved it, and the final evaluation is of it.
+  assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['3']
+  curve_path = os.path.join(workdir, 'eval', evaluate.CURVE_FILE)
+  assert [p['step'] for p in evaluate.read_curve(curve_path)] == [1, 2, 3]
+
+  def trained_steps():
+    rows = read_jsonl(os.path.join(workdir, 'metrics.jsonl'))
+    return [r['step'] for r in rows if 'train_loss' in r]
+
+  assert trained_steps() == [1, 2, 3]
+  # Started again, the run finds its plateau in the curve and trains no further.
+  again = train.train_and_evaluate(tiny_config, workdir)
+  assert again['step'] == 3 and again['map'] == final['map']
+  assert trained_steps() == [1, 2, 3]
+  # A rule that every point meets (any change is a gain) trains the whole schedule.
+  tiny_config.plateau.min_delta = -1.0
+  assert train.train_and_evaluate(tiny_config, workdir)['step'] == 6
+  assert trained_steps() == [1, 2, 3, 4, 5, 6]
 
 
 def test_restore_for_eval_reads_the_parameters_without_an_optimizer(tiny_config, tmp_path):
