@@ -1,0 +1,174 @@
+#!/usr/bin/env bash
+# The reproduction campaign of docs/results.md as one command: every run in order, each
+# resumed from its checkpoint when it was interrupted, each finished run's final files
+# copied into results/<run>/. Run it again after any stop; finished runs are kept.
+#
+#   bash results/campaign.sh <workdir root> [run ...]      # default: every run, in order
+#   bash results/campaign.sh <workdir root> collect        # copy curves of unfinished runs
+#
+# CIFAR10_DIR (default ../shared/data/cifar10_jpeg) is the image folder. Each training
+# uses every core: PROCESSES processes (default: the number of cores), each pinned to
+# its own core and holding its share of the global batch, joined on a local port (PORT,
+# default a free one); a run resumes exactly with the same number of processes. The
+# comparison's runs are small and go one per core side by side instead.
+#
+# Runs, in this order:
+#   dpfah_cifar10_32px_48   DPFAH from scratch at 32 px, 48 bits, DPFAH protocol, 60 epochs
+#   dah_cifar10_12          DAH, 12 bits, paper settings, to the plateau (3 points) or 60 epochs
+#   comparison_12           every method on DSH's CNN and protocol, 12 bits, 2,000 steps
+#   comparison_48           the same at 48 bits
+#   dsh_cifar10_12          DSH's own run, 150,000 steps
+#   dsh_cifar10_48          DSH at 48 bits, fine-tuned from dsh_cifar10_12
+#   dah_cifar10_48          DAH, 48 bits, as dah_cifar10_12
+#   nonea_dah_cifar10_12    DAH without CBAM, 12 bits, as dah_cifar10_12
+#
+# A run counts as finished when results/<run>/metrics.json exists (for the comparison,
+# results/comparison/<method>_<bits>/metrics.json); on a new machine those are copied into
+# the comparison's workdirs so that they are not trained again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=${1:?usage: campaign.sh <workdir root> [run ...]}
+root=$(realpath -m "$root")
+shift
+runs=("$@")
+[ ${#runs[@]} -gt 0 ] || runs=(dpfah_cifar10_32px_48 dah_cifar10_12 comparison_12 comparison_48
+                              dsh_cifar10_12 dsh_cifar10_48 dah_cifar10_48 nonea_dah_cifar10_12)
+data=${CIFAR10_DIR:-../shared/data/cifar10_jpeg}
+processes=${PROCESSES:-$(nproc)}
+mkdir -p "$root"
+
+free_port() {
+  python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# train WORKDIR CONFIG [flags ...]: one run over `processes` pinned processes.
+train() {
+  local workdir=$1 config=$2
+  shift 2
+  local common=(--config "$config" --workdir "$workdir" --config.data.data_dir="$data" "$@")
+  if [ "$processes" -eq 1 ]; then
+    python -m dahjax.main "${common[@]}"
+    return
+  fi
+  local port=${PORT:-$(free_port)} pids=() i
+  mkdir -p "$workdir/logs"
+  for ((i = 0; i < processes; i++)); do
+    JAX_PLATFORMS=cpu taskset -c "$i" python -m dahjax.main "${common[@]}" \
+      --coordinator_address="127.0.0.1:$port" --num_processes="$processes" --process_id="$i" \
+      > "$workdir/logs/process_$i.log" 2>&1 &
+    pids+=($!)
+  done
+  trap 'kill -TERM "${pids[@]}" 2>/dev/null || true' TERM INT
+  local status=0
+  for i in "${pids[@]}"; do wait "$i" || status=$?; done
+  trap - TERM INT
+  return "$status"
+}
+
+# keep RUN: the final files of workdir RUN into results/RUN/.
+keep() {
+  mkdir -p "results/$1"
+  cp "$root/$1"/eval/{metrics.json,codes.npz,curve.jsonl,learning_curve.png} "results/$1/"
+}
+
+finished() { [ -f "results/$1/metrics.json" ]; }
+
+# The campaign's learning-curve settings of a run with E steps an epoch.
+curve_flags() {
+  echo --config.eval_every_steps="$1" --config.checkpoint_every_steps="$1" \
+    --config.max_checkpoints_to_keep=100
+}
+
+dah_run() {  # dah_run RUN BITS [flags ...]
+  local run=$1 bits=$2
+  shift 2
+  finished "$run" && return
+  # One point and one checkpoint per epoch of 2,500 steps.
+  train "$root/$run" configs/dah_cifar10.py --config.model.bits="$bits" \
+    --config.num_epochs=60 --config.plateau.evaluations=3 --config.data.num_threads=2 \
+    $(curve_flags 2500) "$@"
+  keep "$run"
+}
+
+comparison() {  # comparison BITS: the methods split over the cores, then the table.
+  local bits=$1 methods m i
+  methods=(dsh dpsh hashnet dah dpfah csq greedyhash dsdh dhn dbdh dfh idhn lcdsh)
+  local flags=(--config configs/dsh_cifar10.py --root "$root/comparison"
+    --config.data.data_dir="$data" --config.num_train_steps=2000
+    --config.checkpoint_every_steps=500 --bits "$bits" --config.optimizer.name=adam
+    --config.optimizer.learning_rate=1e-4 --config.optimizer.weight_decay=0
+    --config.optimizer.lr_schedule=constant)
+  for m in "${methods[@]}"; do  # Finished on another machine: kept, not trained again.
+    local kept="results/comparison/${m}_$bits" run="$root/comparison/${m}_$bits"
+    if [ -f "$kept/metrics.json" ] && [ ! -f "$run/eval/metrics.json" ]; then
+      mkdir -p "$run/eval" && cp "$kept"/{metrics.json,codes.npz} "$run/eval/"
+    fi
+  done
+  local pids=() status=0
+  for ((i = 0; i < processes; i++)); do
+    local mine=()
+    for ((j = i; j < ${#methods[@]}; j += processes)); do mine+=("${methods[j]}"); done
+    [ ${#mine[@]} -gt 0 ] || continue
+    taskset -c "$i" python -m dahjax.comparison "${flags[@]}" \
+      --methods "$(IFS=,; echo "${mine[*]}")" > "$root/comparison_${bits}_$i.log" 2>&1 &
+    pids+=($!)
+  done
+  for i in "${pids[@]}"; do wait "$i" || status=$?; done
+  for m in "${methods[@]}"; do  # Every finished run, also when another failed.
+    local run="$root/comparison/${m}_$bits"
+    if [ -f "$run/eval/metrics.json" ]; then
+      mkdir -p "results/comparison/${m}_$bits"
+      cp "$run"/eval/{metrics.json,codes.npz} "results/comparison/${m}_$bits/"
+    fi
+  done
+  [ "$status" -eq 0 ] || return "$status"
+  python -m dahjax.compare results/comparison/*_"$bits" --paper
+}
+
+collect() {  # The curves so far of unfinished runs, into results/<run>/.
+  local w run
+  for w in "$root"/*/eval/curve.jsonl; do
+    [ -f "$w" ] || continue
+    run=$(basename "$(dirname "$(dirname "$w")")")
+    finished "$run" && continue
+    mkdir -p "results/$run"
+    cp "$w" "results/$run/"
+    cp "$(dirname "$w")/learning_curve.png" "results/$run/" 2>/dev/null || true
+  done
+}
+
+for run in "${runs[@]}"; do
+  echo "== $run ($(date -u +%FT%TZ))"
+  case $run in
+    dpfah_cifar10_32px_48)
+      # One checkpoint per epoch of 39 steps, a curve point every 5 epochs.
+      finished "$run" && continue
+      train "$root/$run" configs/dpfah_cifar10_32px.py --config.model.bits=48 \
+        --config.checkpoint_every_steps=39 --config.eval_every_steps=195 \
+        --config.max_checkpoints_to_keep=100
+      keep "$run" ;;
+    dah_cifar10_12) dah_run "$run" 12 ;;
+    dah_cifar10_48) dah_run "$run" 48 ;;
+    nonea_dah_cifar10_12) dah_run "$run" 12 --config.model.attention=none ;;
+    comparison_12) comparison 12 ;;
+    comparison_48) comparison 48 ;;
+    dsh_cifar10_12)
+      finished "$run" && continue
+      train "$root/$run" configs/dsh_cifar10.py --config.model.bits=12 \
+        --config.eval_every_steps=2500 --config.eval.curve_queries=1000 \
+        --config.max_checkpoints_to_keep=100
+      keep "$run" ;;
+    dsh_cifar10_48)
+      finished "$run" && continue
+      [ -d "$root/dsh_cifar10_12/checkpoints" ] || {
+        echo "dsh_cifar10_48 fine-tunes $root/dsh_cifar10_12: run dsh_cifar10_12 first" >&2
+        exit 2
+      }
+      train "$root/$run" configs/dsh_cifar10_48.py \
+        --config.model.init_from="$root/dsh_cifar10_12" --config.eval_every_steps=2500 \
+        --config.eval.curve_queries=1000 --config.max_checkpoints_to_keep=100
+      keep "$run" ;;
+    collect) collect ;;
+    *) echo "unknown run $run; see the list at the top of $0" >&2; exit 2 ;;
+  esac
+done
