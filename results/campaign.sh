@@ -7,16 +7,20 @@
 #   bash results/campaign.sh <workdir root> collect        # copy curves of unfinished runs
 #
 # CIFAR10_DIR (default ../shared/data/cifar10_jpeg) is the image folder. Each training
-# uses every core: PROCESSES processes (default: the number of cores), each pinned to
-# its own core and holding its share of the global batch, joined on a local port (PORT,
+# uses the cores in CORES (default: all of them, e.g. CORES=0,1): one process per core,
+# pinned to it and holding its share of the global batch, joined on a local port (PORT,
 # default a free one); a run resumes exactly with the same number of processes. The
-# comparison's runs are small and go one per core side by side instead.
+# comparison's runs are small and go one per core side by side instead. Two lanes side
+# by side, one core each:
+#
+#   CORES=0 bash results/campaign.sh R comparison_12 comparison_48 &
+#   CORES=1 bash results/campaign.sh R dah_cifar10_12 &
 #
 # Runs, in this order:
 #   dpfah_cifar10_32px_48   DPFAH from scratch at 32 px, 48 bits, DPFAH protocol, 60 epochs
-#   dah_cifar10_12          DAH, 12 bits, paper settings, to the plateau (3 points) or 60 epochs
 #   comparison_12           every method on DSH's CNN and protocol, 12 bits, 2,000 steps
 #   comparison_48           the same at 48 bits
+#   dah_cifar10_12          DAH, 12 bits, paper settings, to the plateau (3 points) or 60 epochs
 #   dsh_cifar10_12          DSH's own run, 150,000 steps
 #   dsh_cifar10_48          DSH at 48 bits, fine-tuned from dsh_cifar10_12
 #   dah_cifar10_48          DAH, 48 bits, as dah_cifar10_12
@@ -31,10 +35,12 @@ root=${1:?usage: campaign.sh <workdir root> [run ...]}
 root=$(realpath -m "$root")
 shift
 runs=("$@")
-[ ${#runs[@]} -gt 0 ] || runs=(dpfah_cifar10_32px_48 dah_cifar10_12 comparison_12 comparison_48
+[ ${#runs[@]} -gt 0 ] || runs=(dpfah_cifar10_32px_48 comparison_12 comparison_48 dah_cifar10_12
                               dsh_cifar10_12 dsh_cifar10_48 dah_cifar10_48 nonea_dah_cifar10_12)
 data=${CIFAR10_DIR:-../shared/data/cifar10_jpeg}
-processes=${PROCESSES:-$(nproc)}
+read -r -a cores <<< "${CORES:-$(seq -s ' ' 0 $(($(nproc) - 1)))}"
+cores=(${cores[@]//,/ })
+processes=${#cores[@]}
 mkdir -p "$root"
 
 free_port() {
@@ -47,13 +53,13 @@ train() {
   shift 2
   local common=(--config "$config" --workdir "$workdir" --config.data.data_dir="$data" "$@")
   if [ "$processes" -eq 1 ]; then
-    python -m dahjax.main "${common[@]}"
+    taskset -c "${cores[0]}" python -m dahjax.main "${common[@]}"
     return
   fi
   local port=${PORT:-$(free_port)} pids=() i
   mkdir -p "$workdir/logs"
   for ((i = 0; i < processes; i++)); do
-    JAX_PLATFORMS=cpu taskset -c "$i" python -m dahjax.main "${common[@]}" \
+    JAX_PLATFORMS=cpu taskset -c "${cores[i]}" python -m dahjax.main "${common[@]}" \
       --coordinator_address="127.0.0.1:$port" --num_processes="$processes" --process_id="$i" \
       > "$workdir/logs/process_$i.log" 2>&1 &
     pids+=($!)
@@ -109,7 +115,7 @@ comparison() {  # comparison BITS: the methods split over the cores, then the ta
     local mine=()
     for ((j = i; j < ${#methods[@]}; j += processes)); do mine+=("${methods[j]}"); done
     [ ${#mine[@]} -gt 0 ] || continue
-    taskset -c "$i" python -m dahjax.comparison "${flags[@]}" \
+    taskset -c "${cores[i]}" python -m dahjax.comparison "${flags[@]}" \
       --methods "$(IFS=,; echo "${mine[*]}")" > "$root/comparison_${bits}_$i.log" 2>&1 &
     pids+=($!)
   done
