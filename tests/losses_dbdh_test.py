@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from dahjax.losses import dbdh
+from tests import loss_checks
 
 
 def ste_sign(u):
@@ -29,29 +30,20 @@ def loop_dbdh_loss(u, labels, alpha=0.1, p=2):
   return pair_total / (n * (n - 1)) + alpha * balance / n
 
 
-def batch(seed, n=7, k=6, c=3, multi_label=False):
-  rng = np.random.default_rng(seed)
-  u = rng.normal(size=(n, k))
-  if multi_label:
-    labels = (rng.random((n, c)) < 0.4).astype(np.float32)
-  else:
-    labels = np.eye(c, dtype=np.float32)[rng.integers(0, c, size=n)]
-  return jnp.asarray(u, jnp.float32), jnp.asarray(labels)
-
-
 @pytest.mark.parametrize('multi_label', [False, True])
 @pytest.mark.parametrize('kwargs', [{}, {'alpha': 1.0, 'p': 1}])
 def test_dbdh_loss_matches_loop(multi_label, kwargs):
-  u, labels = batch(0, multi_label=multi_label)
-  fn = jax.jit(lambda u: dbdh.dbdh_loss(outputs={'hash': u}, labels=labels, **kwargs)[0])
-  np.testing.assert_allclose(fn(u), loop_dbdh_loss(u, labels, **kwargs), rtol=1e-5)
-  g_got = jax.grad(fn)(u)
-  g_want = jax.grad(loop_dbdh_loss)(u, labels, **kwargs)
-  np.testing.assert_allclose(g_got, g_want, rtol=1e-4, atol=1e-6)
+  u, labels = loss_checks.random_batch(0, multi_label=multi_label)
+  loss_checks.assert_matches_loop(
+    lambda u: dbdh.dbdh_loss(outputs={'hash': u}, labels=labels, **kwargs)[0],
+    lambda u: loop_dbdh_loss(u, labels, **kwargs),
+    u,
+    grad_atol=1e-6,
+  )
 
 
 def test_dbdh_value_depends_on_the_signs_only_and_balanced_codes_cost_nothing():
-  u, labels = batch(1)
+  u, labels = loss_checks.random_batch(1)
   loss, aux = dbdh.dbdh_loss(outputs={'hash': u}, labels=labels)
   np.testing.assert_allclose(loss, aux['pairs'] + aux['balance'], rtol=1e-6)
   scaled, _ = dbdh.dbdh_loss(outputs={'hash': 7.0 * u}, labels=labels)
@@ -65,6 +57,6 @@ def test_dbdh_value_depends_on_the_signs_only_and_balanced_codes_cost_nothing():
 def test_dbdh_loss_finite_at_edges(value):
   u = jnp.full((4, 48), value, jnp.float32)
   labels = jnp.eye(2)[jnp.array([0, 0, 1, 1])]
-  fn = lambda u: dbdh.dbdh_loss(outputs={'hash': u}, labels=labels)[0]
-  assert np.isfinite(float(fn(u)))
-  assert np.all(np.isfinite(np.asarray(jax.grad(fn)(u))))
+  loss_checks.assert_finite(
+    lambda u: dbdh.dbdh_loss(outputs={'hash': u}, labels=labels)[0], u
+  )

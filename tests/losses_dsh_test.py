@@ -2,12 +2,12 @@
 
 import itertools
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from dahjax import losses
+from tests import loss_checks
 
 
 def loop_dsh_loss(b, labels, margin=None, alpha=0.01):
@@ -27,29 +27,21 @@ def loop_dsh_loss(b, labels, margin=None, alpha=0.01):
   return total / (n * (n - 1))
 
 
-def batch(seed, n=7, k=6, c=3, scale=1.5, multi_label=False):
-  rng = np.random.default_rng(seed)
-  b = rng.normal(size=(n, k)) * scale
-  if multi_label:
-    labels = (rng.random((n, c)) < 0.4).astype(np.float32)
-  else:
-    labels = np.eye(c, dtype=np.float32)[rng.integers(0, c, size=n)]
-  return jnp.asarray(b, jnp.float32), jnp.asarray(labels)
-
-
 @pytest.mark.parametrize('multi_label', [False, True])
 @pytest.mark.parametrize('kwargs', [{}, {'margin': 5.0, 'alpha': 0.1}])
 def test_dsh_loss_matches_loop(multi_label, kwargs):
-  b, labels = batch(0, multi_label=multi_label)
-  fn = jax.jit(lambda b, l: losses.dsh_loss(outputs={'hash': b}, labels=l, **kwargs)[0])
-  np.testing.assert_allclose(fn(b, labels), loop_dsh_loss(b, labels, **kwargs), rtol=1e-5)
-  g_got = jax.grad(fn)(b, labels)
-  g_want = jax.grad(loop_dsh_loss)(b, labels, **kwargs)
-  np.testing.assert_allclose(g_got, g_want, rtol=1e-4, atol=1e-6)
+  b, labels = loss_checks.random_batch(0, scale=1.5, multi_label=multi_label)
+  loss_checks.assert_matches_loop(
+    lambda b, l: losses.dsh_loss(outputs={'hash': b}, labels=l, **kwargs)[0],
+    lambda b, l: loop_dsh_loss(b, l, **kwargs),
+    b,
+    labels,
+    grad_atol=1e-6,
+  )
 
 
 def test_dsh_terms_sum_to_the_loss_and_margin_matters():
-  b, labels = batch(1, scale=0.3)  # Dissimilar pairs well inside m = 2k.
+  b, labels = loss_checks.random_batch(1, scale=0.3)  # Dissimilar pairs well inside m = 2k.
   loss, aux = losses.dsh_loss(outputs={'hash': b}, labels=labels)
   np.testing.assert_allclose(loss, aux['pairs'] + aux['reg'], rtol=1e-6)
   small, _ = losses.dsh_loss(outputs={'hash': b}, labels=labels, margin=0.0)
@@ -60,9 +52,9 @@ def test_dsh_terms_sum_to_the_loss_and_margin_matters():
 def test_dsh_loss_finite_at_edges(value):
   b = jnp.full((4, 12), value, jnp.float32)
   labels = jnp.eye(2)[jnp.array([0, 0, 1, 1])]
-  fn = lambda b: losses.dsh_loss(outputs={'hash': b}, labels=labels)[0]
-  assert np.isfinite(float(fn(b)))
-  assert np.all(np.isfinite(np.asarray(jax.grad(fn)(b))))
+  loss_checks.assert_finite(
+    lambda b: losses.dsh_loss(outputs={'hash': b}, labels=labels)[0], b
+  )
 
 
 def test_loss_kwargs_reads_the_method_settings_and_refuses_unknown_ones():

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from dahjax.losses import greedyhash
+from tests import loss_checks
 
 
 def ste_sign(u):
@@ -61,16 +62,15 @@ def test_greedy_sign_is_sign_forward_and_identity_backward():
 def test_greedyhash_loss_matches_loop(multi_label, kwargs):
   u, w, labels = batch(0, multi_label=multi_label)
   net = model(greedyhash.greedy_sign)
-  fn = jax.jit(
-    lambda u, w: greedyhash.greedyhash_loss(outputs=net(u, w), labels=labels, **kwargs)[0]
+  # Gradients in the codes' network side (through sgn) and in the classifier.
+  loss_checks.assert_matches_loop(
+    lambda u, w: greedyhash.greedyhash_loss(outputs=net(u, w), labels=labels, **kwargs)[0],
+    lambda u, w: loop_greedyhash_loss(u, w, labels, **kwargs),
+    u,
+    w,
+    argnums=(0, 1),
+    grad_atol=1e-6,
   )
-  np.testing.assert_allclose(
-    fn(u, w), loop_greedyhash_loss(u, w, labels, **kwargs), rtol=1e-5
-  )
-  for arg in (0, 1):  # The codes' network side (through sgn) and the classifier.
-    g_got = jax.grad(fn, argnums=arg)(u, w)
-    g_want = jax.grad(loop_greedyhash_loss, argnums=arg)(u, w, labels, **kwargs)
-    np.testing.assert_allclose(g_got, g_want, rtol=1e-4, atol=1e-6)
 
 
 def test_greedyhash_terms_sum_to_the_loss_and_the_penalty_vanishes_on_codes():
@@ -90,6 +90,4 @@ def test_greedyhash_loss_finite_at_edges(value):
   labels = jnp.eye(3)[jnp.array([0, 1, 2, 0])]
   net = model(greedyhash.greedy_sign)
   fn = lambda u, w: greedyhash.greedyhash_loss(outputs=net(u, w), labels=labels)[0]
-  assert np.isfinite(float(fn(u, w)))
-  for arg in (0, 1):
-    assert np.all(np.isfinite(np.asarray(jax.grad(fn, argnums=arg)(u, w))))
+  loss_checks.assert_finite(fn, u, w, argnums=(0, 1))

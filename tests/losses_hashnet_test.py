@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from dahjax.losses import hashnet
+from tests import loss_checks
 
 
 def release_beta(step, init_beta=1.0, gamma=0.005, power=0.5, step_size=200):
@@ -41,34 +42,24 @@ def loop_hashnet_loss(u, labels, beta, alpha=None):
   return total / n_all
 
 
-def batch(seed, n=7, k=6, c=3, scale=1.0, multi_label=False):
-  rng = np.random.default_rng(seed)
-  u = rng.normal(size=(n, k)) * scale
-  if multi_label:
-    labels = (rng.random((n, c)) < 0.4).astype(np.float32)
-  else:
-    labels = np.eye(c, dtype=np.float32)[rng.integers(0, c, size=n)]
-  return jnp.asarray(u, jnp.float32), jnp.asarray(labels)
-
-
 @pytest.mark.parametrize('multi_label', [False, True])
 @pytest.mark.parametrize(
   'step, kwargs',
   [(0, {}), (450, {}), (30, {'alpha': 0.7, 'gamma': 0.1, 'power': 1.0, 'step_size': 10})],
 )
 def test_hashnet_loss_matches_loop(multi_label, step, kwargs):
-  u, labels = batch(0, multi_label=multi_label)
-  fn = jax.jit(
-    lambda u, l, t: hashnet.hashnet_loss(outputs={'hash': u}, labels=l, step=t, **kwargs)[0]
-  )
+  u, labels = loss_checks.random_batch(0, multi_label=multi_label)
   schedule = {k: v for k, v in kwargs.items() if k != 'alpha'}
   beta = release_beta(step, **schedule)
-  alpha = kwargs.get('alpha')
-  want = loop_hashnet_loss(u, labels, beta, alpha)
-  np.testing.assert_allclose(fn(u, labels, jnp.int32(step)), want, rtol=1e-5)
-  g_got = jax.grad(fn)(u, labels, jnp.int32(step))
-  g_want = jax.grad(loop_hashnet_loss)(u, labels, beta, alpha)
-  np.testing.assert_allclose(g_got, g_want, rtol=1e-4, atol=1e-7)
+  loss_checks.assert_matches_loop(
+    lambda u, l, t: hashnet.hashnet_loss(outputs={'hash': u}, labels=l, step=t, **kwargs)[
+      0
+    ],
+    lambda u, l, t: loop_hashnet_loss(u, l, beta, kwargs.get('alpha')),
+    u,
+    labels,
+    jnp.int32(step),
+  )
 
 
 @pytest.mark.parametrize('step', [0, 1, 198, 199, 200, 398, 399, 1000, 9999])
@@ -80,13 +71,13 @@ def test_hashnet_beta_follows_the_release(step):
 def test_hashnet_beta_values():
   got = [float(hashnet.hashnet_beta(s)) for s in (0, 198, 199, 399)]
   np.testing.assert_allclose(got, [1.0, 1.0, math.sqrt(2.0), math.sqrt(3.0)], rtol=1e-6)
-  u, labels = batch(1)
+  u, labels = loss_checks.random_batch(1)
   _, aux = hashnet.hashnet_loss(outputs={'hash': u}, labels=labels, step=jnp.int32(399))
   np.testing.assert_allclose(aux['beta'], math.sqrt(3.0), rtol=1e-6)
 
 
 def test_hashnet_batch_of_one_kind_of_pair():
-  u, _ = batch(3, n=4)
+  u, _ = loss_checks.random_batch(3, n=4)
   same = jnp.ones((4, 1))
   loss, _ = hashnet.hashnet_loss(outputs={'hash': u}, labels=same, step=0)
   h = jnp.tanh(u)
@@ -102,5 +93,4 @@ def test_hashnet_loss_finite_at_edges(value, step):
   u = jnp.full((4, 12), value, jnp.float32)
   labels = jnp.eye(2)[jnp.array([0, 0, 1, 1])]
   fn = lambda u: hashnet.hashnet_loss(outputs={'hash': u}, labels=labels, step=step)[0]
-  assert np.isfinite(float(fn(u)))
-  assert np.all(np.isfinite(np.asarray(jax.grad(fn)(u))))
+  loss_checks.assert_finite(fn, u)
