@@ -104,6 +104,21 @@ def save(
   manager.save(step, args=ocp.args.Composite(**items))
 
 
+def read_data_position(
+  config: ml_collections.ConfigDict, workdir: str, step: int
+) -> dict[str, Any] | None:
+  """What `save` recorded beside checkpoint `step` of `workdir` (where the input
+  pipeline stood, the training time so far), or None when there is no such record."""
+  manager = create_manager(workdir, config, read_only=True)
+  try:
+    restored = manager.restore(step, args=ocp.args.Composite(data=ocp.args.JsonRestore()))
+  except Exception:  # pylint: disable=broad-except
+    return None  # No checkpoint of that step, or one saved without the record.
+  finally:
+    manager.close()
+  return restored['data']
+
+
 def restore(manager: ocp.CheckpointManager, step: int, state, workdir: str):
   """Restores `step` onto the structure (and shardings) of `state`."""
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)

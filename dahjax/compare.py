@@ -7,7 +7,9 @@ Reads `<workdir>/eval/metrics.json` of each workdir (written by `--mode=eval` or
 end of training), or `<dir>/metrics.json` of a results directory, and prints one row per
 method and protocol, one column per code length (ascending), each cell `mAP / P@N` with
 the mAP@K and N of the runs' evaluation. With `--paper`, each row is followed by the
-paper's numbers (`configs/papers.py`; run from the repository root).
+paper's numbers (`configs/papers.py`; run from the repository root). With `--budget`, a
+second table gives each run's budget as its evaluation recorded it: steps, epochs,
+training wall time, hardware and the date of the evaluation.
 """
 
 from collections.abc import Sequence
@@ -28,6 +30,9 @@ _OUTPUT = flags.DEFINE_string('output', None, 'Also write the table to this mark
 _PAPER = flags.DEFINE_bool(
   'paper', False, "Put the papers' numbers (configs/papers.py) beside ours."
 )
+_BUDGET = flags.DEFINE_bool(
+  'budget', False, "Add a table of each run's steps, epochs, training time and hardware."
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +47,12 @@ class Result:
   map_topk: str  # 'ALL' or K of mAP@K.
   precision: float | None  # precision@N, None when not computed.
   precision_n: int | None
+  # The budget, as far as the evaluation recorded it (older runs: None).
+  step: int | None = None
+  epochs: float | None = None
+  train_seconds: float | None = None
+  hardware: str | None = None
+  evaluated_on: str | None = None
 
 
 def _missing_message(workdir: str) -> str:
@@ -106,6 +117,11 @@ def load_result(workdir: str) -> Result:
     map_topk=str(metrics.get('map_topk', 'ALL')),
     precision=precision,
     precision_n=n,
+    step=metrics.get('step'),
+    epochs=metrics.get('epochs'),
+    train_seconds=metrics.get('train_seconds'),
+    hardware=metrics.get('hardware'),
+    evaluated_on=metrics.get('evaluated_on'),
   )
 
 
@@ -194,6 +210,44 @@ def markdown_table(results: Sequence[Result], paper: dict | None = None) -> str:
   return '\n'.join(lines) + '\n'
 
 
+def _duration(seconds: float | None) -> str:
+  if seconds is None:
+    return '-'
+  minutes = round(seconds / 60)
+  return f'{minutes // 60} h {minutes % 60:02d} min' if minutes >= 60 else f'{minutes} min'
+
+
+def budget_table(results: Sequence[Result]) -> str:
+  """A markdown table of each run's budget, one row per run in the given order; '-'
+  where its evaluation did not record a value."""
+  lines = [
+    'Budget of each run:',
+    '',
+    '| run | method | bits | steps | epochs | training time | hardware | evaluated |',
+    '|' + '---|' * 8,
+  ]
+  for r in results:
+    cells = [
+      r.workdir,
+      r.method,
+      str(r.bits),
+      '-' if r.step is None else f'{r.step:,}',
+      '-' if r.epochs is None else f'{r.epochs:.4g}',
+      _duration(r.train_seconds),
+      r.hardware or '-',
+      r.evaluated_on or '-',
+    ]
+    lines.append('| ' + ' | '.join(cells) + ' |')
+  return '\n'.join(lines) + '\n'
+
+
+def tables(results: Sequence[Result], paper: bool, budget: bool) -> str:
+  """`markdown_table` of `results` (with the papers' numbers when `paper`), followed by
+  their `budget_table` when `budget`."""
+  text = markdown_table(results, paper_results() if paper else None)
+  return text + ('\n' + budget_table(results) if budget else '')
+
+
 def main(argv: Sequence[str]) -> None:
   workdirs = argv[1:]
   if not workdirs:
@@ -201,9 +255,7 @@ def main(argv: Sequence[str]) -> None:
       'Pass the workdirs to compare: python -m dahjax.compare W1 W2 ... [--output table.md]'
     )
   try:
-    table = markdown_table(
-      load_results(workdirs), paper_results() if _PAPER.value else None
-    )
+    table = tables(load_results(workdirs), _PAPER.value, _BUDGET.value)
   except (FileNotFoundError, ValueError) as e:
     sys.exit(f'error: {e}')  # The message says what to do; a traceback would bury it.
   print(table, end='')

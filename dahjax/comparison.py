@@ -35,7 +35,7 @@ _METHODS = flags.DEFINE_list(
   'methods', losses.names(), 'Losses to compare (`dahjax.losses.names()`).'
 )
 _BITS = flags.DEFINE_list('bits', ['12', '48'], 'Code lengths.')
-# --paper and --output are dahjax.compare's flags.
+# --paper, --budget and --output are dahjax.compare's flags.
 config_flags.DEFINE_config_file('config', None, 'Config file.', lock_config=True)
 
 # The head each loss expects, by backbone: fields of `config.model`. '*' is every other
@@ -128,9 +128,8 @@ def main(argv: Sequence[str]) -> None:
   try:
     bits = [int(b) for b in _BITS.value]
     workdirs = run_all(flags.FLAGS.config, _ROOT.value, _METHODS.value, bits)
-    table = compare.markdown_table(
-      compare.load_results(workdirs),
-      compare.paper_results() if flags.FLAGS.paper else None,
+    table = compare.tables(
+      compare.load_results(workdirs), flags.FLAGS.paper, flags.FLAGS.budget
     )
   except (ValueError, FileNotFoundError) as e:
     sys.exit(f'dahjax: {e}')

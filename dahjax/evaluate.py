@@ -10,6 +10,7 @@ metrics to `metrics.jsonl`. Only process 0 writes. Evaluation knows nothing of
 optimisers: training hands it a model and a state.
 """
 
+import datetime
 import json
 import os
 import time
@@ -23,6 +24,7 @@ import ml_collections
 import numpy as np
 
 from dahjax import atomic
+from dahjax import checkpoints
 from dahjax import encode
 from dahjax import losses
 from dahjax import parallel
@@ -356,6 +358,7 @@ def evaluate(
       'num_database': len(db_idx),
       **unreadable,
       'step': int(state.step),
+      **run_budget(config, workdir, int(state.step)),
       'model': config.model_name,
       'attention': attention,
       'method': method_name(
@@ -402,6 +405,24 @@ def evaluate(
       class_names=data.pool.class_names,
     )
   return metrics
+
+
+def run_budget(
+  config: ml_collections.ConfigDict, workdir: str, step: int
+) -> dict[str, Any]:
+  """What training to step `step` took, as checkpoint `step` of `workdir` recorded it:
+  epochs, training wall time in seconds (curve evaluations left out; None when a start
+  of the run did not record it) and the hardware of the start that saved it; with the
+  UTC date of this evaluation."""
+  position = checkpoints.read_data_position(config, workdir, step) if step else None
+  position = position or {}
+  per_epoch = position.get('steps_per_epoch')
+  return {
+    'epochs': step / per_epoch if per_epoch else None,
+    'train_seconds': position.get('train_seconds'),
+    'hardware': position.get('hardware'),
+    'evaluated_on': datetime.datetime.now(datetime.UTC).date().isoformat(),
+  }
 
 
 def unreadable_report(pool, queries: np.ndarray, database: np.ndarray) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 import glob
 import importlib.util
 import os
+import platform
 
 from absl import logging
 import jax
@@ -101,6 +102,35 @@ def initialize(
     jax.local_device_count(),
     jax.device_count(),
   )
+
+
+def describe_hardware() -> str:
+  """What this run computes on, in words: the accelerators and their count, or on the
+  CPU the processor and the cores each process may use; and the number of processes."""
+  devices = jax.devices()
+  if devices[0].platform == 'cpu':
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else None
+    cores = cores or os.cpu_count()
+    what = f'{_processor_name()}, {cores} core{"s" * (cores != 1)}'
+    if jax.process_count() > 1:
+      what += ' each'
+  else:
+    what = f'{len(devices)} x {devices[0].device_kind}'
+  if jax.process_count() > 1:
+    what += f', {jax.process_count()} processes'
+  return what
+
+
+def _processor_name() -> str:
+  """The CPU's model name as /proc/cpuinfo gives it, else the platform's processor."""
+  try:
+    with open('/proc/cpuinfo') as f:
+      for line in f:
+        if line.startswith('model name'):
+          return line.split(':', 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or platform.machine() or 'CPU'
 
 
 def create_mesh(devices=None) -> Mesh:

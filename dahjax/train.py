@@ -11,6 +11,7 @@ import functools
 import inspect
 import signal
 import threading
+import time
 from typing import Any
 
 from absl import logging
@@ -116,8 +117,11 @@ def make_train_step(config: ml_collections.ConfigDict):
   return jax.jit(step, donate_argnums=0)
 
 
-def data_position(config: ml_collections.ConfigDict, sampler, step: int) -> dict[str, Any]:
-  """Where the input pipeline stands after `step`, saved with each checkpoint.
+def data_position(
+  config: ml_collections.ConfigDict, sampler, step: int, train_seconds: float | None = None
+) -> dict[str, Any]:
+  """Where the input pipeline stands after `step`, saved with each checkpoint, with the
+  training time that brought the run there (`TrainClock`; None when unknown).
 
   Batches are a pure function of (sampler, seed, step), so this is the whole state of
   the data iterator: a run resumed from the checkpoint reads batch `step + 1` next.
@@ -129,7 +133,28 @@ def data_position(config: ml_collections.ConfigDict, sampler, step: int) -> dict
     'sampler': config.data.sampler,
     'seed': config.seed,
     'batch_size': config.batch_size,
+    'train_seconds': train_seconds,
+    'hardware': parallel.describe_hardware(),
   }
+
+
+class TrainClock:
+  """Wall time spent training a run, over all its starts: the time of the checkpoint it
+  resumed from plus this start's, without the learning curve's evaluations. A run
+  resumed from a checkpoint that has no such time has none (None)."""
+
+  def __init__(self, resumed_seconds: float | None, clock=time.monotonic):
+    self._base, self._clock = resumed_seconds, clock
+    self._start, self._paused = clock(), 0.0
+
+  def exclude(self, seconds: float) -> None:
+    """Leaves out `seconds` spent on something other than training."""
+    self._paused += seconds
+
+  def seconds(self) -> float | None:
+    if self._base is None:
+      return None
+    return self._base + self._clock() - self._start - self._paused
 
 
 def num_train_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -> int:
@@ -266,6 +291,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   manager = checkpoints.create_manager(workdir, config)
   state = checkpoints.restore_latest(manager, state, workdir)
   start_step = int(state.step)
+  clock = TrainClock(0.0)
+  if start_step:
+    resumed = checkpoints.read_data_position(config, workdir, start_step) or {}
+    clock = TrainClock(resumed.get('train_seconds'))
   step_fn = make_train_step(config)
   logging.info(
     'Training %s for %d steps (%d per epoch, batch %d) from step %d on %d '
@@ -316,6 +345,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     )
   interval = IntervalMeans()  # Training terms since the last learning-curve point.
 
+  def curve_point(step: int, train_means: dict[str, float]) -> None:
+    start = time.monotonic()
+    curve.evaluate(state, step, train_means)
+    clock.exclude(time.monotonic() - start)  # The training time leaves it out.
+
   def curve_step(step: int) -> bool:
     # The last point comes from the full evaluation of the run.
     return curve is not None and step % config.eval_every_steps == 0 and step != total_steps
@@ -337,7 +371,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     # Stopped after saving this step's checkpoint but before its point was recorded
     # (a SIGTERM, or a kill while it was being evaluated): record it now, without the
     # training terms of the steps before it, which were not saved.
-    curve.evaluate(state, start_step, {})
+    curve_point(start_step, {})
   # A run that stopped at its plateau stays stopped when it is started again.
   last_step = start_step if start_step > 0 and at_plateau(start_step) else total_steps
   preemption = PreemptionWatch(manager, config.preemption_check_every_steps)
@@ -351,8 +385,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         log.restart_clock(step)
       preempted = preemption.reached(step)
       save = step % config.checkpoint_every_steps == 0 or step == total_steps or preempted
-      curve_point = curve_step(step)
-      if save or curve_point or step % config.log_every_steps == 0:
+      point = curve_step(step)
+      if save or point or step % config.log_every_steps == 0:
         # Every step since the last check must be finite before anything is saved.
         host = jax.device_get(history)
         check_finite(step - len(host) + 1, host)
@@ -364,12 +398,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         if replaced:
           writer.write(step, {'bad_images_replaced': replaced})
       if save:
-        checkpoints.save(manager, step, state, data_position(config, sampler, step))
+        position = data_position(config, sampler, step, clock.seconds())
+        checkpoints.save(manager, step, state, position)
       if preempted:
         manager.wait_until_finished()
         raise Preempted(step)
-      if curve_point:
-        curve.evaluate(state, step, interval.pop())
+      if point:
+        curve_point(step, interval.pop())
         log.restart_clock(step)
         if at_plateau(step):
           logging.info(
@@ -381,7 +416,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             total_steps,
           )
           if not save:
-            checkpoints.save(manager, step, state, data_position(config, sampler, step))
+            position = data_position(config, sampler, step, clock.seconds())
+            checkpoints.save(manager, step, state, position)
           break
   finally:
     preemption.close()

@@ -154,3 +154,33 @@ def test_paper_numbers_beside_ours(tmp_path):
   assert '| DAH | dah_cifar10 | 0.5000 / 0.4000 |' in table
   # The paper's row comes from configs/papers.py (DAH Tables 2 and 3 at 12 bits).
   assert '| DAH (paper) | dah_cifar10 | 0.9251 / 0.9159 |' in table
+
+
+def test_budget_table_gives_each_runs_recorded_budget(tmp_path):
+  new = fake_run(tmp_path, 'dah12', method='DAH', bits=12, map_=0.5, p1000=0.4)
+  metrics_path = os.path.join(new, 'eval', 'metrics.json')
+  metrics = json.load(open(metrics_path))
+  metrics.update(
+    step=25000,
+    epochs=10.0,
+    train_seconds=3 * 3600 + 5 * 60 + 31,
+    hardware='AMD EPYC, 2 cores',
+    evaluated_on='2026-12-05',
+  )
+  open(metrics_path, 'w').write(json.dumps(metrics))
+  old = fake_run(tmp_path, 'dah48', method='DAH', bits=48, map_=0.6, p1000=0.5)
+  table = compare.budget_table(compare.load_results([new, old]))
+  assert table.splitlines()[2:] == [
+    '| run | method | bits | steps | epochs | training time | hardware | evaluated |',
+    '|---|---|---|---|---|---|---|---|',
+    f'| {new} | DAH | 12 | 25,000 | 10 | 3 h 06 min | AMD EPYC, 2 cores | 2026-12-05 |',
+    f'| {old} | DAH | 48 | - | - | - | - | - |',  # Evaluated before budgets were kept.
+  ]
+  run = subprocess.run(
+    [sys.executable, '-m', 'dahjax.compare', new, '--budget'],
+    capture_output=True,
+    text=True,
+    check=True,
+  )
+  assert run.stdout == compare.tables(compare.load_results([new]), False, True)
+  assert run.stdout.endswith('| 3 h 06 min | AMD EPYC, 2 cores | 2026-12-05 |\n')

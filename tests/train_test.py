@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 
 import jax
@@ -53,10 +54,18 @@ def test_train_resume_and_evaluate(tiny_config, tmp_path):
   assert [r['step'] for r in train_lines] == [1, 2, 3]
   assert os.listdir(os.path.join(workdir, 'tensorboard'))[0].startswith('events.out')
   assert all(np.isfinite(r['train_loss']) for r in train_lines)
+  # The budget: epochs, training time and hardware, as the final checkpoint recorded them.
+  steps_per_epoch = 24 // tiny_config.batch_size
+  assert saved['epochs'] == pytest.approx(3 / steps_per_epoch)
+  assert 0 < saved['train_seconds'] < 900 and re.search(r', \d+ cores?$', saved['hardware'])
+  assert saved['evaluated_on'].startswith('20')
 
-  # A restart with a longer schedule resumes at step 3 instead of starting over.
+  # A restart with a longer schedule resumes at step 3 instead of starting over, and
+  # adds its training time to the time the checkpoint recorded.
   tiny_config.num_train_steps = 5
-  train.train_and_evaluate(tiny_config, workdir)
+  resumed = train.train_and_evaluate(tiny_config, workdir)
+  assert resumed['epochs'] == pytest.approx(5 / steps_per_epoch)
+  assert resumed['train_seconds'] > saved['train_seconds']
   steps = [
     r['step']
     for r in read_jsonl(os.path.join(workdir, 'metrics.jsonl'))
@@ -74,6 +83,16 @@ def test_train_resume_and_evaluate(tiny_config, tmp_path):
   assert again['map'] == final['map'] and again['step'] == 5
   older = evaluate.evaluate(tiny_config, workdir, checkpoint_step=4)
   assert older['step'] == 4
+
+
+def test_train_clock_adds_the_resumed_time_and_leaves_out_evaluations():
+  now = [100.0]
+  clock = train.TrainClock(50.0, clock=lambda: now[0])
+  now[0] = 130.0
+  clock.exclude(10.0)  # A learning-curve point.
+  assert clock.seconds() == 50.0 + 30.0 - 10.0
+  # Resumed from a checkpoint that recorded no time: the run's time is unknown.
+  assert train.TrainClock(None, clock=lambda: now[0]).seconds() is None
 
 
 def test_eval_without_checkpoint_says_how_to_train(tiny_config, tmp_path):
