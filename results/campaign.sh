@@ -16,6 +16,8 @@
 #   CORES=0 bash results/campaign.sh R comparison_12 comparison_48 &
 #   CORES=1 bash results/campaign.sh R dah_cifar10_12 &
 #
+# DRY_RUN=1 prints each command instead of running it (and copies nothing).
+#
 # Runs, in this order:
 #   dpfah_cifar10_32px_48   DPFAH from scratch at 32 px, 48 bits, DPFAH protocol, 60 epochs
 #   comparison_12           every method on DSH's CNN and protocol, 12 bits, 2,000 steps
@@ -43,6 +45,10 @@ cores=(${cores[@]//,/ })
 processes=${#cores[@]}
 mkdir -p "$root"
 
+dry=${DRY_RUN:-0}
+# run CMD...: CMD, or with DRY_RUN=1 the command line.
+run() { if [ "$dry" = 1 ]; then echo "$*"; else "$@"; fi; }
+
 free_port() {
   python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
@@ -53,17 +59,18 @@ train() {
   shift 2
   local common=(--config "$config" --workdir "$workdir" --config.data.data_dir="$data" "$@")
   if [ "$processes" -eq 1 ]; then
-    taskset -c "${cores[0]}" python -m dahjax.main "${common[@]}"
+    run taskset -c "${cores[0]}" python -m dahjax.main "${common[@]}"
     return
   fi
   local port=${PORT:-$(free_port)} pids=() i
   mkdir -p "$workdir/logs"
   for ((i = 0; i < processes; i++)); do
-    JAX_PLATFORMS=cpu taskset -c "${cores[i]}" python -m dahjax.main "${common[@]}" \
+    run env JAX_PLATFORMS=cpu taskset -c "${cores[i]}" python -m dahjax.main "${common[@]}" \
       --coordinator_address="127.0.0.1:$port" --num_processes="$processes" --process_id="$i" \
       > "$workdir/logs/process_$i.log" 2>&1 &
     pids+=($!)
   done
+  if [ "$dry" = 1 ]; then wait; cat "$workdir"/logs/process_*.log; return; fi
   trap 'kill -TERM "${pids[@]}" 2>/dev/null || true' TERM INT
   local status=0
   for i in "${pids[@]}"; do wait "$i" || status=$?; done
@@ -73,6 +80,7 @@ train() {
 
 # keep RUN: the final files of workdir RUN into results/RUN/.
 keep() {
+  [ "$dry" = 1 ] && return
   mkdir -p "results/$1"
   cp "$root/$1"/eval/{metrics.json,codes.npz,curve.jsonl,learning_curve.png} "results/$1/"
 }
@@ -105,9 +113,10 @@ comparison() {  # comparison BITS: the methods split over the cores, then the ta
     --config.optimizer.learning_rate=1e-4 --config.optimizer.weight_decay=0
     --config.optimizer.lr_schedule=constant)
   for m in "${methods[@]}"; do  # Finished on another machine: kept, not trained again.
-    local kept="results/comparison/${m}_$bits" run="$root/comparison/${m}_$bits"
-    if [ -f "$kept/metrics.json" ] && [ ! -f "$run/eval/metrics.json" ]; then
-      mkdir -p "$run/eval" && cp "$kept"/{metrics.json,codes.npz} "$run/eval/"
+    local kept="results/comparison/${m}_$bits" workdir="$root/comparison/${m}_$bits"
+    if [ -f "$kept/metrics.json" ] && [ ! -f "$workdir/eval/metrics.json" ]; then
+      run mkdir -p "$workdir/eval"
+      run cp "$kept"/{metrics.json,codes.npz} "$workdir/eval/"
     fi
   done
   local pids=() status=0
@@ -115,16 +124,17 @@ comparison() {  # comparison BITS: the methods split over the cores, then the ta
     local mine=()
     for ((j = i; j < ${#methods[@]}; j += processes)); do mine+=("${methods[j]}"); done
     [ ${#mine[@]} -gt 0 ] || continue
-    taskset -c "${cores[i]}" python -m dahjax.comparison "${flags[@]}" \
+    run taskset -c "${cores[i]}" python -m dahjax.comparison "${flags[@]}" \
       --methods "$(IFS=,; echo "${mine[*]}")" > "$root/comparison_${bits}_$i.log" 2>&1 &
     pids+=($!)
   done
   for i in "${pids[@]}"; do wait "$i" || status=$?; done
+  if [ "$dry" = 1 ]; then cat "$root"/comparison_"$bits"_*.log; return; fi
   for m in "${methods[@]}"; do  # Every finished run, also when another failed.
-    local run="$root/comparison/${m}_$bits"
-    if [ -f "$run/eval/metrics.json" ]; then
+    local workdir="$root/comparison/${m}_$bits"
+    if [ -f "$workdir/eval/metrics.json" ]; then
       mkdir -p "results/comparison/${m}_$bits"
-      cp "$run"/eval/{metrics.json,codes.npz} "results/comparison/${m}_$bits/"
+      cp "$workdir"/eval/{metrics.json,codes.npz} "results/comparison/${m}_$bits/"
     fi
   done
   [ "$status" -eq 0 ] || return "$status"
@@ -166,7 +176,7 @@ for run in "${runs[@]}"; do
       keep "$run" ;;
     dsh_cifar10_48)
       finished "$run" && continue
-      [ -d "$root/dsh_cifar10_12/checkpoints" ] || {
+      [ -d "$root/dsh_cifar10_12/checkpoints" ] || [ "$dry" = 1 ] || {
         echo "dsh_cifar10_48 fine-tunes $root/dsh_cifar10_12: run dsh_cifar10_12 first" >&2
         exit 2
       }
