@@ -14,7 +14,6 @@ global norm. The CNN reads pixels on DSH's [0, 255] scale, so its raw outputs st
 diverge or freeze under SGD at DSH's rate.
 """
 
-import glob
 import inspect
 import os
 import sys
@@ -22,12 +21,12 @@ import sys
 import jax
 import numpy as np
 import optax
-from PIL import Image
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)
 from dahjax import comparison
 from dahjax import losses
+from dahjax.data import sources
 from dahjax.models import dsh_cnn
 
 OPTIMIZERS = {
@@ -40,12 +39,11 @@ BATCH = 200
 
 
 def load(data_dir: str, per_class: int = 200) -> tuple[np.ndarray, np.ndarray]:
-  images, labels = [], []
-  for c, folder in enumerate(sorted(glob.glob(os.path.join(data_dir, 'train', '*')))):
-    for f in sorted(glob.glob(os.path.join(folder, '*.jpg')))[:per_class]:
-      images.append(np.asarray(Image.open(f).convert('RGB'), np.float32) / 255)
-      labels.append(c)
-  return np.stack(images), np.eye(10, dtype=np.int32)[labels]
+  """The first `per_class` training images of each class (file order), on [0, 1]."""
+  source = sources.ImageFolderSource(data_dir, 'train')
+  rows = [i for c in source.labels.T for i in np.flatnonzero(c)[:per_class]]
+  images = np.stack([source.load_image(i) for i in rows]).astype(np.float32) / 255
+  return images, source.labels[rows].astype(np.int32)
 
 
 def probe(name: str, tx: optax.GradientTransformation, x: np.ndarray, y: np.ndarray):

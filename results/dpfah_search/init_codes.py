@@ -10,14 +10,12 @@ direction of L1 and -c (1: L1's gradient only shrinks the codes), with the paper
 layer (model.hash_norm='none') and with the layer batch-normalised ('batchnorm').
 """
 
-import glob
 import os
 import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from PIL import Image
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)
@@ -25,19 +23,15 @@ from configs import dpfah_cifar10_32px  # pylint: disable=wrong-import-position
 from configs import quickstart  # pylint: disable=wrong-import-position
 from dahjax import losses  # pylint: disable=wrong-import-position
 from dahjax import state  # pylint: disable=wrong-import-position
+from dahjax.data import sources  # pylint: disable=wrong-import-position
 from dahjax.models import heads  # pylint: disable=wrong-import-position
 
 
 def main():
-  files = sorted(glob.glob(os.path.join(quickstart.QUICKSTART_DATA, 'train', '*', '*')))
-  pick = np.random.default_rng(0).choice(len(files), 128, replace=False)
-  classes = sorted({os.path.basename(os.path.dirname(f)) for f in files})
-  images = jnp.asarray(
-    np.stack([np.asarray(Image.open(files[i]).convert('RGB')) for i in pick])
-  )
-  labels = jnp.eye(len(classes))[
-    np.array([classes.index(os.path.basename(os.path.dirname(files[i]))) for i in pick])
-  ]
+  source = sources.ImageFolderSource(quickstart.QUICKSTART_DATA, 'train')
+  pick = np.random.default_rng(0).choice(len(source), 128, replace=False)
+  images = jnp.asarray(np.stack([source.load_image(i) for i in pick]))
+  labels = jnp.asarray(source.labels[pick], jnp.float32)
   similarity = losses.pairwise_similarity(labels)
   print(
     '| hash_norm | seed | mean code length | batch mean code / mean length | cos(-grad L1, -c) |'
