@@ -116,6 +116,21 @@ def curve_metrics(
   return metrics
 
 
+def check_plateau(evaluations: int, eval_every_steps: int) -> None:
+  """Raises ValueError unless a plateau rule of `evaluations` points can watch a learning
+  curve with a point every `eval_every_steps` steps."""
+  if evaluations < 0:
+    raise ValueError(
+      f'plateau.evaluations={evaluations} must be >= 0 (0: no early stop at a plateau).'
+    )
+  if evaluations > 0 and eval_every_steps <= 0:
+    raise ValueError(
+      f'plateau.evaluations={evaluations} watches the learning curve, which this run '
+      'does not record: set eval_every_steps > 0 (for example one epoch of steps), or '
+      'plateau.evaluations=0.'
+    )
+
+
 def plateau_reached(maps, min_delta: float, evaluations: int) -> bool:
   """Whether the last `evaluations` of the curve's mAPs `maps` (in step order) all
   gained no more than `min_delta` over the best point before them.

@@ -9,6 +9,7 @@ import os
 
 import ml_collections
 
+from dahjax import evaluate
 from dahjax import losses
 from dahjax import models
 from dahjax import parallel
@@ -47,24 +48,9 @@ def validate(config: ml_collections.ConfigDict, workdir: str) -> None:
     resize_size=config.data.resize_size,
   )
   bad_images.check_policy(config.data.bad_images)
-  check_plateau(config)
+  evaluate.check_plateau(config.plateau.evaluations, config.eval_every_steps)
   checks.check_data(config.data)
   check_workdir(workdir)
-
-
-def check_plateau(config: ml_collections.ConfigDict) -> None:
-  """Raises ValueError unless `config.plateau` can be applied to the run's curve."""
-  evaluations = config.plateau.evaluations
-  if evaluations < 0:
-    raise ValueError(
-      f'plateau.evaluations={evaluations} must be >= 0 (0: no early stop at a plateau).'
-    )
-  if evaluations > 0 and config.eval_every_steps <= 0:
-    raise ValueError(
-      f'plateau.evaluations={evaluations} watches the learning curve, which this run '
-      'does not record: set eval_every_steps > 0 (for example one epoch of steps), or '
-      'plateau.evaluations=0.'
-    )
 
 
 def check_workdir(workdir: str) -> None:
