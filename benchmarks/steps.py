@@ -31,9 +31,10 @@ def train_step_setup(config, batch_size: int):
   """(jitted train step, replicated state, sharded batch of random images).
 
   The project's own `train.make_train_step` and `state.create_train_state` for
-  `config`, with `batch_size` random uint8 images of `config.data.image_size` pixels
-  and their flip flags (what the input pipeline sends), and one-hot labels cycling
-  through the classes.
+  `config`, with a global batch of `batch_size` random uint8 images of
+  `config.data.image_size` pixels and their flip flags (what the input pipeline sends),
+  and one-hot labels cycling through the classes; each process gives its share of the
+  rows.
   """
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
@@ -47,14 +48,15 @@ def train_step_setup(config, batch_size: int):
   model = state_lib.create_model(config)
   state = state_lib.create_train_state(jax.random.key(0), config, model)
   state = jax.device_put(state, parallel.replicated(mesh))
-  rng = np.random.default_rng(0)
+  rows = batch_size // jax.process_count()
+  rng = np.random.default_rng(jax.process_index())
   labels = np.eye(config.model.num_classes, dtype=np.float32)[
-    np.arange(batch_size) % config.model.num_classes
+    np.arange(rows) % config.model.num_classes
   ]
   batch = parallel.global_batch(
     {
-      'image': rng.integers(0, 256, (batch_size, size, size, 3), dtype=np.uint8),
-      'flip': rng.random(batch_size) < 0.5,
+      'image': rng.integers(0, 256, (rows, size, size, 3), dtype=np.uint8),
+      'flip': rng.random(rows) < 0.5,
       'label': labels,
     },
     mesh,
