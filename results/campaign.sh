@@ -7,11 +7,12 @@
 #   bash results/campaign.sh <workdir root> collect        # copy curves of unfinished runs
 #
 # CIFAR10_DIR (default ../shared/data/cifar10_jpeg) is the image folder. Each training
-# uses the cores in CORES (default: all of them, e.g. CORES=0,1): one process per core,
-# pinned to it and holding its share of the global batch, joined on a local port (PORT,
-# default a free one); a run resumes exactly with the same number of processes. The
-# comparison's runs are small and go one per core side by side instead. Two lanes side
-# by side, one core each:
+# runs as one process held to the cores in CORES (default: all of them, e.g. CORES=0,1).
+# SPLIT=1 runs it as one process per core instead, each pinned to its core and holding
+# its share of the global batch, joined on a local port (PORT, default a free one): as
+# fast for DPFAH, five times slower for DAH on a 2-core CPU (docs/results.md). The
+# comparison's runs are small and go one per core side by side. Two lanes side by side,
+# one core each, train about 14% more in total than one lane on both cores:
 #
 #   CORES=0 bash results/campaign.sh R comparison_12 comparison_48 &
 #   CORES=1 bash results/campaign.sh R dah_cifar10_12 &
@@ -42,7 +43,8 @@ runs=("$@")
 data=${CIFAR10_DIR:-../shared/data/cifar10_jpeg}
 read -r -a cores <<< "${CORES:-$(seq -s ' ' 0 $(($(nproc) - 1)))}"
 cores=(${cores[@]//,/ })
-processes=${#cores[@]}
+processes=1
+[ "${SPLIT:-0}" = 1 ] && processes=${#cores[@]}
 mkdir -p "$root"
 
 dry=${DRY_RUN:-0}
@@ -53,13 +55,13 @@ free_port() {
   python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# train WORKDIR CONFIG [flags ...]: one run over `processes` pinned processes.
+# train WORKDIR CONFIG [flags ...]: one run on the cores, in `processes` processes.
 train() {
   local workdir=$1 config=$2
   shift 2
   local common=(--config "$config" --workdir "$workdir" --config.data.data_dir="$data" "$@")
   if [ "$processes" -eq 1 ]; then
-    run taskset -c "${cores[0]}" python -m dahjax.main "${common[@]}"
+    run taskset -c "$(IFS=,; echo "${cores[*]}")" python -m dahjax.main "${common[@]}"
     return
   fi
   local port=${PORT:-$(free_port)} pids=() i
@@ -120,9 +122,9 @@ comparison() {  # comparison BITS: the methods split over the cores, then the ta
     fi
   done
   local pids=() status=0
-  for ((i = 0; i < processes; i++)); do
+  for ((i = 0; i < ${#cores[@]}; i++)); do
     local mine=()
-    for ((j = i; j < ${#methods[@]}; j += processes)); do mine+=("${methods[j]}"); done
+    for ((j = i; j < ${#methods[@]}; j += ${#cores[@]})); do mine+=("${methods[j]}"); done
     [ ${#mine[@]} -gt 0 ] || continue
     run taskset -c "${cores[i]}" python -m dahjax.comparison "${flags[@]}" \
       --methods "$(IFS=,; echo "${mine[*]}")" > "$root/comparison_${bits}_$i.log" 2>&1 &

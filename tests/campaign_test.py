@@ -7,16 +7,27 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, 'results', 'campaign.sh')
 
 
-def dry_run(root, *runs, cores='0,1'):
-  env = {**os.environ, 'DRY_RUN': '1', 'CORES': cores, 'PORT': '4321'}
+def dry_run(root, *runs, cores='0,1', split=False):
+  env = {
+    **os.environ,
+    'DRY_RUN': '1',
+    'CORES': cores,
+    'PORT': '4321',
+    'SPLIT': str(int(split)),
+  }
   out = subprocess.run(
     ['bash', SCRIPT, str(root), *runs], env=env, capture_output=True, text=True, check=True
   )
   return [line for line in out.stdout.splitlines() if not line.startswith('==')]
 
 
-def test_a_run_takes_one_pinned_process_per_core(tmp_path):
-  lines = dry_run(tmp_path, 'dah_cifar10_12')
+def test_a_run_is_one_process_on_the_cores_or_split_over_them(tmp_path):
+  (line,) = dry_run(tmp_path, 'dah_cifar10_12')
+  assert line.startswith(
+    'taskset -c 0,1 python -m dahjax.main --config configs/dah_cifar10.py'
+  )
+  assert '--config.plateau.evaluations=3' in line and 'num_processes' not in line
+  lines = dry_run(tmp_path, 'dah_cifar10_12', split=True)
   assert len(lines) == 2
   for i, line in enumerate(lines):
     assert line.startswith(f'env JAX_PLATFORMS=cpu taskset -c {i} python -m dahjax.main ')
@@ -24,7 +35,7 @@ def test_a_run_takes_one_pinned_process_per_core(tmp_path):
     assert '--coordinator_address=127.0.0.1:4321' in line
     assert '--config.plateau.evaluations=3' in line and '--config.model.bits=12' in line
   # One core: one process, no coordinator.
-  (line,) = dry_run(tmp_path, 'nonea_dah_cifar10_12', cores='1')
+  (line,) = dry_run(tmp_path, 'nonea_dah_cifar10_12', cores='1', split=True)
   assert line.startswith(
     'taskset -c 1 python -m dahjax.main --config configs/dah_cifar10.py'
   )
