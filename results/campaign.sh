@@ -140,7 +140,7 @@ comparison() {  # comparison BITS: the methods split over the cores, then the ta
     fi
   done
   [ "$status" -eq 0 ] || return "$status"
-  python -m dahjax.compare results/comparison/*_"$bits" --paper
+  python -m dahjax.compare results/comparison/*_"$bits" --paper --budget
 }
 
 collect() {  # The curves so far of unfinished runs, into results/<run>/.
