@@ -6,16 +6,7 @@ import platform
 import subprocess
 import sys
 
-
-def cpu_name() -> str:
-  try:
-    with open('/proc/cpuinfo') as f:
-      for line in f:
-        if line.startswith('model name'):
-          return line.split(':', 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or platform.machine()
+from dahjax import parallel
 
 
 def machine() -> str:
@@ -31,7 +22,7 @@ def machine() -> str:
   ).stdout.split()
   jax_version = versions[0] if versions else '?'
   return (
-    f'{cpu_name()} ({platform.machine()}), {os.cpu_count()} cores, '
+    f'{parallel.processor_name()} ({platform.machine()}), {os.cpu_count()} cores, '
     f'{memory:.0f} GiB, Python {platform.python_version()}, jax {jax_version}'
   )
 

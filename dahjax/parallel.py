@@ -111,7 +111,7 @@ def describe_hardware() -> str:
   if devices[0].platform == 'cpu':
     cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else None
     cores = cores or os.cpu_count()
-    what = f'{_processor_name()}, {cores} core{"s" * (cores != 1)}'
+    what = f'{processor_name()}, {cores} core{"s" * (cores != 1)}'
     if jax.process_count() > 1:
       what += ' each'
   else:
@@ -121,7 +121,7 @@ def describe_hardware() -> str:
   return what
 
 
-def _processor_name() -> str:
+def processor_name() -> str:
   """The CPU's model name as /proc/cpuinfo gives it, else the platform's processor."""
   try:
     with open('/proc/cpuinfo') as f:

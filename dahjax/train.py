@@ -345,6 +345,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     )
   interval = IntervalMeans()  # Training terms since the last learning-curve point.
 
+  def save_checkpoint(step: int) -> None:
+    position = data_position(config, sampler, step, clock.seconds())
+    checkpoints.save(manager, step, state, position)
+
   def curve_point(step: int, train_means: dict[str, float]) -> None:
     start = time.monotonic()
     curve.evaluate(state, step, train_means)
@@ -398,8 +402,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         if replaced:
           writer.write(step, {'bad_images_replaced': replaced})
       if save:
-        position = data_position(config, sampler, step, clock.seconds())
-        checkpoints.save(manager, step, state, position)
+        save_checkpoint(step)
       if preempted:
         manager.wait_until_finished()
         raise Preempted(step)
@@ -416,8 +419,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             total_steps,
           )
           if not save:
-            position = data_position(config, sampler, step, clock.seconds())
-            checkpoints.save(manager, step, state, position)
+            save_checkpoint(step)
           break
   finally:
     preemption.close()
