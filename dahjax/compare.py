@@ -171,7 +171,8 @@ def markdown_table(results: Sequence[Result], paper: dict | None = None) -> str:
 
   Rows keep the order in which their first run appears. When all rows share mAP@K and
   P@N the caption names them; otherwise each row's protocol cell does. With `paper`
-  ((method, protocol) -> bits -> metrics), each row is followed by '<method> (paper)'.
+  ((method, protocol) -> bits -> metrics), a row whose paper reports one of the table's
+  code lengths on its protocol is followed by '<method> (paper)'.
   """
   if not results:
     raise ValueError('No results to compare: pass one or more workdirs.')
@@ -202,8 +203,8 @@ def markdown_table(results: Sequence[Result], paper: dict | None = None) -> str:
     name = protocol if uniform else f'{protocol} ({label})'
     values = [_cell(cells[b]) if b in cells else '-' for b in bits]
     lines.append('| ' + ' | '.join([method, name, *values]) + ' |')
-    if paper is not None:
-      published = paper.get((method, protocol), {})
+    published = (paper or {}).get((method, protocol), {})
+    if any(b in published for b in bits):
       n = next(iter(cells.values())).precision_n
       values = [_paper_cell(published.get(b), n) for b in bits]
       lines.append('| ' + ' | '.join([f'{method} (paper)', name, *values]) + ' |')

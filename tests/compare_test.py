@@ -150,10 +150,16 @@ def test_paper_numbers_beside_ours(tmp_path):
       },
       f,
     )
-  table = compare.markdown_table(compare.load_results([str(run)]), compare.paper_results())
+  other = fake_run(tmp_path, 'csq_12', method='CSQ', bits=12, map_=0.3, p1000=0.2)
+  table = compare.markdown_table(
+    compare.load_results([str(run), other]), compare.paper_results()
+  )
   assert '| DAH | dah_cifar10 | 0.5000 / 0.4000 |' in table
   # The paper's row comes from configs/papers.py (DAH Tables 2 and 3 at 12 bits).
   assert '| DAH (paper) | dah_cifar10 | 0.9251 / 0.9159 |' in table
+  # No paper gives CSQ on DAH's protocol: its row stands alone.
+  assert '| CSQ | dah_cifar10 | 0.3000 / 0.2000 |' in table
+  assert 'CSQ (paper)' not in table
 
 
 def test_budget_table_gives_each_runs_recorded_budget(tmp_path):
