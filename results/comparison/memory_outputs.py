@@ -12,34 +12,33 @@ each bit's signs agree over the N images (|mean sgn u| per bit: 0 for a balanced
 import os
 import sys
 
+from flax import traverse_util
 import numpy as np
 import orbax.checkpoint as ocp
 
-
-def leaves(tree, prefix=''):
-  if isinstance(tree, dict):
-    for key, value in tree.items():
-      yield from leaves(value, f'{prefix}/{key}')
-  else:
-    yield prefix, tree
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, ROOT)
+from dahjax import checkpoints
 
 
 def main(workdirs: list[str]) -> None:
   for workdir in workdirs:
-    root = os.path.join(workdir, 'checkpoints')
-    steps = (
-      sorted(int(s) for s in os.listdir(root) if s.isdigit()) if os.path.isdir(root) else []
-    )
-    if not steps:
-      sys.exit(f'{workdir} has no checkpoints/<step>: give a training workdir.')
-    state = ocp.StandardCheckpointer().restore(os.path.join(root, str(steps[-1]), 'state'))
-    memory = [np.asarray(a) for name, a in leaves(state) if name.endswith('loss_memory/U')]
-    if not memory:
+    config_path = os.path.join(workdir, checkpoints.CONFIG_FILE)
+    if not os.path.isfile(config_path):
+      sys.exit(f'{workdir} has no {checkpoints.CONFIG_FILE}: give a training workdir.')
+    try:
+      step = checkpoints.step_to_evaluate(checkpoints.read_config(config_path), workdir)
+    except FileNotFoundError as e:
+      sys.exit(str(e))
+    path = os.path.join(workdir, checkpoints.CHECKPOINT_DIR, str(step), 'state')
+    state = traverse_util.flatten_dict(ocp.StandardCheckpointer().restore(path), sep='/')
+    if 'loss_memory/U' not in state:
       sys.exit(f'{workdir} keeps no memory of outputs (only DPSH, DSDH and DFH do).')
-    u = np.abs(memory[0])
-    agreement = np.abs(np.sign(memory[0]).mean(axis=0))
+    memory = np.asarray(state['loss_memory/U'])
+    u = np.abs(memory)
+    agreement = np.abs(np.sign(memory).mean(axis=0))
     print(
-      f'{workdir} step {steps[-1]}: N={u.shape[0]} k={u.shape[1]} mean |u| {u.mean():.3f}, '
+      f'{workdir} step {step}: N={u.shape[0]} k={u.shape[1]} mean |u| {u.mean():.3f}, '
       f'median {np.median(u):.3f}, beyond 0.5 {(u > 0.5).mean():.1%}; '
       f'|mean sgn u| per bit {np.array2string(agreement, precision=2)}'
     )
