@@ -37,24 +37,65 @@ class EvalState:
   step: Any
 
 
-LR_SCHEDULES = ('constant', 'step')
+LR_SCHEDULES = ('constant', 'step', 'cosine')
 
 
-def learning_rate(opt: ml_collections.ConfigDict) -> float | optax.Schedule:
-  """`opt.learning_rate`, constant or (lr_schedule='step') multiplied by
-  `lr_decay_factor` every `lr_decay_every_steps` steps (Caffe's "step" policy, DSH Sec.
-  3.3: x0.6 every 20,000 iterations)."""
+def learning_rate(
+  opt: ml_collections.ConfigDict, total_steps: int | None = None
+) -> float | optax.Schedule:
+  """`opt.learning_rate` under `opt.lr_schedule`:
+
+  - 'constant';
+  - 'step': multiplied by `lr_decay_factor` every `lr_decay_every_steps` steps (Caffe's
+    "step" policy, DSH Sec. 3.3: x0.6 every 20,000 iterations);
+  - 'cosine': from `learning_rate` down to `lr_end_factor` times it at `total_steps`
+    (the run's last step) along half a cosine.
+
+  With `lr_warmup_steps` > 0 the rate first rises linearly from 0 over that many steps,
+  and the schedule counts its steps from the end of the warm-up.
+
+  Raises:
+    ValueError: a schedule's settings that cannot make a rate, or 'cosine' without
+      `total_steps` (the run's length) or no longer than its warm-up.
+  """
   schedule = opt.get('lr_schedule', 'constant')
   registry.lookup(dict.fromkeys(LR_SCHEDULES), schedule, 'optimizer.lr_schedule')
-  if schedule == 'constant':
-    return opt.learning_rate
-  if opt.lr_decay_every_steps < 1:
+  warmup = opt.get('lr_warmup_steps', 0)
+  if warmup < 0:
     raise ValueError(
-      f'optimizer.lr_decay_every_steps={opt.lr_decay_every_steps}: the step schedule '
-      'needs a positive number of steps between decays.'
+      f'optimizer.lr_warmup_steps={warmup}: use 0 (no warm-up) or a positive number '
+      'of steps.'
     )
-  return optax.exponential_decay(
-    opt.learning_rate, opt.lr_decay_every_steps, opt.lr_decay_factor, staircase=True
+  if schedule == 'constant':
+    if not warmup:
+      return opt.learning_rate
+    rate = optax.constant_schedule(opt.learning_rate)
+  elif schedule == 'step':
+    if opt.lr_decay_every_steps < 1:
+      raise ValueError(
+        f'optimizer.lr_decay_every_steps={opt.lr_decay_every_steps}: the step schedule '
+        'needs a positive number of steps between decays.'
+      )
+    rate = optax.exponential_decay(
+      opt.learning_rate, opt.lr_decay_every_steps, opt.lr_decay_factor, staircase=True
+    )
+  else:
+    if total_steps is None:
+      raise ValueError("optimizer.lr_schedule='cosine' needs the run's number of steps.")
+    if total_steps <= warmup:
+      raise ValueError(
+        f'optimizer.lr_schedule=cosine decays over the steps after the warm-up, but the '
+        f'run has {total_steps} steps and optimizer.lr_warmup_steps={warmup}; shorten the '
+        'warm-up or train longer.'
+      )
+    end = opt.get('lr_end_factor', 0.0)
+    if end < 0:
+      raise ValueError(f'optimizer.lr_end_factor={end}: the last rate cannot be negative.')
+    rate = optax.cosine_decay_schedule(opt.learning_rate, total_steps - warmup, alpha=end)
+  if not warmup:
+    return rate
+  return optax.join_schedules(
+    [optax.linear_schedule(0.0, opt.learning_rate, warmup), rate], [warmup]
   )
 
 
@@ -65,28 +106,24 @@ def _is_bias(params) -> Any:
   )
 
 
-def _adam(opt: ml_collections.ConfigDict) -> optax.GradientTransformation:
+def _adam(opt: ml_collections.ConfigDict, rate) -> optax.GradientTransformation:
   # DAH Sec. 4.1: Adam, learning rate 1e-3, b1 0.9, b2 0.999.
   if opt.weight_decay:
-    return optax.adamw(
-      learning_rate(opt), b1=opt.b1, b2=opt.b2, weight_decay=opt.weight_decay
-    )
-  return optax.adam(learning_rate(opt), b1=opt.b1, b2=opt.b2)
+    return optax.adamw(rate, b1=opt.b1, b2=opt.b2, weight_decay=opt.weight_decay)
+  return optax.adam(rate, b1=opt.b1, b2=opt.b2)
 
 
-def _rmsprop(opt: ml_collections.ConfigDict) -> optax.GradientTransformation:
+def _rmsprop(opt: ml_collections.ConfigDict, rate) -> optax.GradientTransformation:
   # DPFAH Sec. 4.2 (RMSProp, weight decay 1e-5) as PyTorch's `torch.optim.RMSprop`
   # computes it: squared-gradient averages with `decay` (PyTorch's alpha), eps outside
   # the square root, and weight decay added to the gradient (L2, not decoupled).
-  rmsprop = optax.rmsprop(
-    learning_rate(opt), decay=opt.decay, eps=opt.eps, eps_in_sqrt=False
-  )
+  rmsprop = optax.rmsprop(rate, decay=opt.decay, eps=opt.eps, eps_in_sqrt=False)
   if opt.weight_decay:
     return optax.chain(optax.add_decayed_weights(opt.weight_decay), rmsprop)
   return rmsprop
 
 
-def _sgd(opt: ml_collections.ConfigDict) -> optax.GradientTransformation:
+def _sgd(opt: ml_collections.ConfigDict, rate) -> optax.GradientTransformation:
   # SGD with momentum as Caffe's solver runs it (DSH's release, solver.prototxt): L2
   # weight decay added to the gradient (biases decayed unless `decay_biases` is off),
   # biases at `bias_lr_mult` times the rate. Caffe scales by the rate before the
@@ -98,12 +135,13 @@ def _sgd(opt: ml_collections.ConfigDict) -> optax.GradientTransformation:
     parts.append(optax.add_decayed_weights(opt.weight_decay, mask=mask))
   if opt.bias_lr_mult != 1.0:
     parts.append(optax.masked(optax.scale(opt.bias_lr_mult), _is_bias))
-  parts.append(optax.sgd(learning_rate(opt), momentum=opt.momentum or None))
+  parts.append(optax.sgd(rate, momentum=opt.momentum or None))
   return optax.chain(*parts)
 
 
+# Each optimiser from its settings and its learning rate (a number or an optax schedule).
 OPTIMIZERS: dict[
-  str, Callable[[ml_collections.ConfigDict], optax.GradientTransformation]
+  str, Callable[[ml_collections.ConfigDict, Any], optax.GradientTransformation]
 ] = {
   'adam': _adam,
   'rmsprop': _rmsprop,
@@ -126,13 +164,17 @@ def _in_new_layers(names: tuple[str, ...]):
   return mask
 
 
-def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  """The optimiser `config.optimizer.name` with `config.optimizer`'s settings, after
+def create_optimizer(
+  config: ml_collections.ConfigDict, total_steps: int | None = None
+) -> optax.GradientTransformation:
+  """The optimiser `config.optimizer.name` with `config.optimizer`'s settings and
+  learning-rate schedule (`learning_rate`; `total_steps` is the run's length), after
   clipping the gradients' global norm to `config.optimizer.grad_clip_norm` when it is
   > 0 (not in either paper). The updates of `optimizer.new_layers` are scaled by
   `optimizer.new_layers_lr_mult` last, so that they move that many times faster under
   any optimiser."""
-  opt = registry.lookup(OPTIMIZERS, config.optimizer.name, 'optimizer')(config.optimizer)
+  make = registry.lookup(OPTIMIZERS, config.optimizer.name, 'optimizer')
+  opt = make(config.optimizer, learning_rate(config.optimizer, total_steps))
   names = new_layer_names(config.optimizer)
   mult = config.optimizer.get('new_layers_lr_mult', 1.0)
   if names and mult != 1.0:
@@ -207,9 +249,15 @@ def transfer_variables(workdir: str, variables: dict[str, Any]) -> dict[str, Any
 
 
 def create_train_state(
-  rng: jax.Array, config: ml_collections.ConfigDict, model, *, num_train: int = 0
+  rng: jax.Array,
+  config: ml_collections.ConfigDict,
+  model,
+  *,
+  num_train: int = 0,
+  total_steps: int | None = None,
 ) -> TrainState:
-  """A new train state; `num_train` (the training images) sizes a loss's memory."""
+  """A new train state; `num_train` (the training images) sizes a loss's memory and
+  `total_steps` (the run's length) a learning-rate schedule that needs it."""
   variables = init_variables(rng, config, model)
   unknown = set(new_layer_names(config.optimizer)) - set(variables['params'])
   if unknown:
@@ -227,7 +275,7 @@ def create_train_state(
     apply_fn=model.apply,
     params=variables['params'],
     batch_stats=variables.get('batch_stats', {}),
-    tx=create_optimizer(config),
+    tx=create_optimizer(config, total_steps),
     loss_memory=memory,
   )
 

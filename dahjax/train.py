@@ -282,7 +282,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   mesh = parallel.create_mesh()
 
   state = state_lib.create_train_state(
-    jax.random.key(config.seed), config, model, num_train=len(data.splits['train'])
+    jax.random.key(config.seed),
+    config,
+    model,
+    num_train=len(data.splits['train']),
+    total_steps=total_steps,
   )
   # Replicated before restoring, so a checkpoint is read straight into the mesh's
   # sharding (moving arrays between processes afterwards needs cross-host transfers,

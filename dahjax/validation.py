@@ -32,7 +32,12 @@ def validate(config: ml_collections.ConfigDict, workdir: str) -> None:
     state.check_init_from(config.model.init_from)
   losses.get_loss(config.loss_name)
   losses.check_hash_warmup(config.loss_name, config.loss.hash_warmup_steps)
-  state.create_optimizer(config)
+  # A run counted in epochs learns its length from the data, so there the cosine
+  # schedule's length is checked when training starts.
+  length = config.num_train_steps
+  if length <= 0:
+    length = config.optimizer.get('lr_warmup_steps', 0) + 1
+  state.create_optimizer(config, length)
   losses.check_batch_size(config.batch_size)
   parallel.check_batch_size(config.batch_size)
   protocol = protocols.get_protocol(config.data.protocol)

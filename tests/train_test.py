@@ -6,6 +6,7 @@ import re
 import shutil
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -195,6 +196,7 @@ def test_grad_clip_norm_clips_before_the_optimizer():
     ('loss.hash_warmup_steps', 5, ValueError, "loss 'dah' has no weight to warm up"),
     ('loss.hash_warmup_steps', -1, ValueError, 'use 0 .off. or more steps'),
     ('optimizer.grad_clip_norm', -1.0, ValueError, 'grad_clip_norm=-1.0'),
+    ('optimizer.lr_warmup_steps', -3, ValueError, 'lr_warmup_steps=-3'),
     ('plateau.evaluations', -1, ValueError, 'must be >= 0'),
     ('plateau.evaluations', 3, ValueError, 'set eval_every_steps > 0'),
     ('data.data_dir', '/no/such/dir', FileNotFoundError, '/no/such/dir.*<root>/<split>'),
@@ -312,9 +314,58 @@ def test_step_schedule_multiplies_the_rate_every_n_steps():
   opt.lr_decay_every_steps = 0
   with pytest.raises(ValueError, match='lr_decay_every_steps=0'):
     state_lib.learning_rate(opt)
-  opt.lr_schedule = 'cosine'
-  with pytest.raises(ValueError, match="Unknown optimizer.lr_schedule 'cosine'"):
+  opt.lr_schedule = 'linear'
+  with pytest.raises(ValueError, match="Unknown optimizer.lr_schedule 'linear'"):
     state_lib.learning_rate(opt)
+
+
+def test_cosine_schedule_after_warmup_matches_its_formula():
+  from configs import default
+
+  opt = default.get_config().optimizer
+  opt.update(learning_rate=2e-3, lr_schedule='cosine', lr_end_factor=0.1, lr_warmup_steps=4)
+  schedule = state_lib.learning_rate(opt, total_steps=24)
+  steps = np.arange(30)
+  # Linear from 0 over 4 steps, then half a cosine over the 20 left, then its floor.
+  t = np.clip(steps - 4, 0, 20) / 20
+  want = 2e-3 * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * t)))
+  want[:4] = 2e-3 * steps[:4] / 4
+  got = [float(schedule(s)) for s in steps]
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-9)
+  with pytest.raises(ValueError, match="needs the run's number of steps"):
+    state_lib.learning_rate(opt)
+  with pytest.raises(ValueError, match='run has 4 steps and optimizer.lr_warmup_steps=4'):
+    state_lib.learning_rate(opt, total_steps=4)
+  opt.lr_warmup_steps = -1
+  with pytest.raises(ValueError, match='lr_warmup_steps=-1'):
+    state_lib.learning_rate(opt, total_steps=24)
+  opt.update(lr_warmup_steps=0, lr_end_factor=-0.5)
+  with pytest.raises(ValueError, match='lr_end_factor=-0.5'):
+    state_lib.learning_rate(opt, total_steps=24)
+
+
+def test_train_state_steps_along_the_runs_schedule(tiny_config):
+  """The run's length reaches the optimiser: plain SGD's update at step s is -rate(s)
+  times the gradient, with the warm-up on the constant rate too."""
+  config = tiny_config
+  config.optimizer.update(
+    name='sgd',
+    momentum=0.0,
+    weight_decay=0.0,
+    learning_rate=0.5,
+    lr_schedule='cosine',
+    lr_warmup_steps=1,
+  )
+  model = state_lib.create_model(config)
+  st = state_lib.create_train_state(jax.random.key(0), config, model, total_steps=3)
+  grads = jax.tree.map(jnp.ones_like, st.params)
+  leaf = lambda tree: jax.tree.leaves(tree)[0]
+  rates = []
+  for _ in range(4):
+    new = st.apply_gradients(grads=grads)
+    rates.append(float(jnp.mean(leaf(st.params) - leaf(new.params))))
+    st = new
+  np.testing.assert_allclose(rates, [0.0, 0.5, 0.25, 0.0], atol=1e-6)
 
 
 def test_unknown_optimizer():
