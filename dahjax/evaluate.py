@@ -27,6 +27,7 @@ from dahjax import atomic
 from dahjax import checkpoints
 from dahjax import encode
 from dahjax import losses
+from dahjax import models
 from dahjax import parallel
 from dahjax import plots
 from dahjax import progress
@@ -360,7 +361,7 @@ def evaluate(
     topn_pr_curve=True,
   )
   topn_pr_curve = metrics.pop('topn_pr_curve')
-  attention = config.model.attention
+  attention = models.model_kwargs(config).get('attention')  # None: no such option.
   metrics.update(retrieval.bit_balance_summary(db_codes))
   metrics.update(
     {

@@ -1,5 +1,6 @@
 """The comparison trains each missing (method, bits) run once and tables them."""
 
+import json
 import os
 
 import pytest
@@ -17,6 +18,10 @@ def test_comparison_trains_missing_runs_keeps_finished_ones(tiny_config, tmp_pat
   table = compare.markdown_table(compare.load_results(workdirs))
   assert '| DSH | dah_cifar10 |' in table and '| HashNet | dah_cifar10 |' in table
   metrics = os.path.join(workdirs[0], compare.METRICS_FILE)
+  with open(metrics) as f:
+    saved = json.load(f)
+  # DSH's CNN has no attention to record (config.model.attention is DAH's option).
+  assert saved['model'] == 'dsh_cnn' and saved['attention'] is None
   before = os.path.getmtime(metrics)
   # Again, with one run removed: only that one trains.
   removed = os.path.join(workdirs[1], compare.METRICS_FILE)
