@@ -127,7 +127,8 @@ def main(argv: Sequence[str]) -> None:
     sys.exit('dahjax: pass --root, the directory of the runs.')
   try:
     bits = [int(b) for b in _BITS.value]
-    workdirs = run_all(flags.FLAGS.config, _ROOT.value, _METHODS.value, bits)
+    with train.exit_when_stopped():  # SIGTERM: the run in progress resumes next time.
+      workdirs = run_all(flags.FLAGS.config, _ROOT.value, _METHODS.value, bits)
     table = compare.tables(
       compare.load_results(workdirs), flags.FLAGS.paper, flags.FLAGS.budget
     )

@@ -19,7 +19,6 @@ from dahjax import evaluate
 from dahjax import parallel
 from dahjax import train
 from dahjax import validation
-from dahjax.data import bad_images
 from dahjax.models import conv
 
 _WORKDIR = flags.DEFINE_string(
@@ -47,10 +46,6 @@ _NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Processes of the r
 _PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process, 0-based.')
 config_flags.DEFINE_config_file('config', None, 'Config file.', lock_config=True)
 
-# Exit status after SIGTERM, once a checkpoint is saved: 128 + SIGTERM, as a shell
-# reports a terminated process, so schedulers requeue rather than count it done.
-EXIT_PREEMPTED = 143
-
 
 def main(argv):
   if len(argv) > 1:
@@ -70,16 +65,11 @@ def main(argv):
     # A bad config, missing data or checkpoint: the message says what to do.
     sys.exit(f'dahjax: {e}')
   logging.info('Config:\n%s', config)
-  try:
+  with train.exit_when_stopped():
     if _MODE.value == 'eval':
       evaluate.evaluate(config, _WORKDIR.value, checkpoint_step=_CHECKPOINT_STEP.value)
       return
     train.train_and_evaluate(config, _WORKDIR.value)
-  except train.Preempted as e:
-    logging.warning('%s', e)
-    sys.exit(EXIT_PREEMPTED)
-  except bad_images.BadImageError as e:  # data.bad_images='error': checkpoints are kept.
-    sys.exit(f'dahjax: {e}')
 
 
 if __name__ == '__main__':

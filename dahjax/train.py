@@ -7,9 +7,11 @@ the same workdir resumes exactly from its latest checkpoint.
 """
 
 from collections.abc import Callable
+import contextlib
 import functools
 import inspect
 import signal
+import sys
 import threading
 import time
 from typing import Any
@@ -189,6 +191,25 @@ class Preempted(Exception):
       'run the same command again to resume.'
     )
     self.step = step
+
+
+# Exit status after SIGTERM, once a checkpoint is saved: 128 + SIGTERM, as a shell
+# reports a terminated process, so schedulers requeue rather than count it done.
+EXIT_PREEMPTED = 143
+
+
+@contextlib.contextmanager
+def exit_when_stopped():
+  """Ends the process when training stops before its end: after a SIGTERM (`Preempted`,
+  a checkpoint saved) with a warning and `EXIT_PREEMPTED`; on an unreadable image under
+  data.bad_images='error' with one `dahjax: ...` line (the checkpoints are kept)."""
+  try:
+    yield
+  except Preempted as e:
+    logging.warning('%s', e)
+    sys.exit(EXIT_PREEMPTED)
+  except bad_images.BadImageError as e:
+    sys.exit(f'dahjax: {e}')
 
 
 class PreemptionWatch:

@@ -610,3 +610,21 @@ def test_a_loss_memory_is_trained_checkpointed_and_resumed_exactly(tiny_config, 
   ):
     np.testing.assert_array_equal(x, y)
   assert losses.init_memory('dsh', num_train=24, bits=8, num_classes=3) == {}
+
+
+def test_exit_when_stopped_turns_stops_into_exits():
+  """A SIGTERM's `Preempted` exits with 143 (a scheduler requeues the job), an unreadable
+  image under bad_images='error' with one 'dahjax:' line, anything else passes."""
+  from dahjax.data import bad_images
+
+  with pytest.raises(SystemExit) as stop:
+    with train.exit_when_stopped():
+      raise train.Preempted(7)
+  assert stop.value.code == train.EXIT_PREEMPTED == 143
+  with pytest.raises(SystemExit) as stop:
+    with train.exit_when_stopped():
+      raise bad_images.BadImageError('/data/a.jpg', 'truncated')
+  assert str(stop.value.code).startswith('dahjax: ') and 'a.jpg' in str(stop.value.code)
+  with pytest.raises(ZeroDivisionError):
+    with train.exit_when_stopped():
+      raise ZeroDivisionError
