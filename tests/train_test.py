@@ -346,7 +346,7 @@ def test_cosine_schedule_after_warmup_matches_its_formula():
 
 def test_train_state_steps_along_the_runs_schedule(tiny_config):
   """The run's length reaches the optimiser: plain SGD's update at step s is -rate(s)
-  times the gradient, with the warm-up on the constant rate too."""
+  times the gradient, along a one-step warm-up and then the cosine."""
   config = tiny_config
   config.optimizer.update(
     name='sgd',

@@ -30,22 +30,25 @@ from dahjax.data import pipeline
 NUM_IMAGES = 2000
 
 
-def network_outputs(config, workdir: str, step: int) -> np.ndarray:
-  """u of the first NUM_IMAGES training images under checkpoint `step`."""
+def encoder(config, workdir: str):
+  """A function of a checkpoint's variables: u of the first NUM_IMAGES training images,
+  read once."""
   model = state_lib.create_model(config)
-  restored = state_lib.restore_for_eval(config, workdir, model, step)
-  variables = {'params': restored.params, 'batch_stats': restored.batch_stats}
   data = input_data.prepare(config, workdir)
-  apply = jax.jit(lambda v, x: model.apply(v, pipeline.model_input(x), train=False)['hash'])
-  batches = pipeline.eval_batches(
-    data.pool,
-    data.splits['train'][:NUM_IMAGES],
-    batch_size=200,
-    image_size=config.data.image_size,
-    transform=config.data.transform,
-    resize_size=config.data.resize_size,
+  batches = list(
+    pipeline.eval_batches(
+      data.pool,
+      data.splits['train'][:NUM_IMAGES],
+      batch_size=200,
+      image_size=config.data.image_size,
+      transform=config.data.transform,
+      resize_size=config.data.resize_size,
+    )
   )
-  return np.concatenate([np.asarray(apply(variables, x))[:n] for x, n, _ in batches])
+  apply = jax.jit(lambda v, x: model.apply(v, pipeline.model_input(x), train=False)['hash'])
+  return lambda variables: np.concatenate(
+    [np.asarray(apply(variables, x))[:n] for x, n, _ in batches]
+  )
 
 
 def main(workdirs: list[str], every_step: bool) -> None:
@@ -61,14 +64,17 @@ def main(workdirs: list[str], every_step: bool) -> None:
     steps = [latest]
     if every_step:
       steps = checkpoints.create_manager(workdir, config, read_only=True).all_steps()
-    before = None
+    before = encode = None
     for step in sorted(steps):
       path = os.path.join(workdir, checkpoints.CHECKPOINT_DIR, str(step), 'state')
-      state = traverse_util.flatten_dict(ocp.StandardCheckpointer().restore(path), sep='/')
-      if 'loss_memory/U' in state:
-        u, source, flipped = np.asarray(state['loss_memory/U']), 'memory', ''
+      state = ocp.StandardCheckpointer().restore(path)
+      memory = traverse_util.flatten_dict(state, sep='/').get('loss_memory/U')
+      if memory is not None:
+        u, source, flipped = np.asarray(memory), 'memory', ''
       else:
-        u, source = network_outputs(config, workdir, step), 'encoded'
+        encode = encode or encoder(config, workdir)
+        variables = {'params': state['params'], 'batch_stats': state.get('batch_stats', {})}
+        u, source = encode(variables), 'encoded'
         flipped = (
           '' if before is None else f', signs changed {(np.sign(u) != before).mean():.1%}'
         )
