@@ -94,11 +94,13 @@ def get_config() -> ml_collections.ConfigDict:
       # new_layers_lr_mult times the others' (a new layer fine-tuned faster, DSH Sec. 4.2).
       new_layers='',
       new_layers_lr_mult=1.0,
-      # 'constant'; 'step': x lr_decay_factor every lr_decay_every_steps steps; or
-      # 'cosine': down to lr_end_factor x learning_rate at the run's last step. Any of
-      # them after a linear warm-up from 0 over lr_warmup_steps steps (not a paper's).
+      # 'constant'; 'step': x lr_decay_factor every lr_decay_every_steps steps;
+      # 'multistep': x lr_decay_factor at each of lr_decay_at_steps; or 'cosine': down
+      # to lr_end_factor x learning_rate at the run's last step. Any of them after a
+      # linear warm-up from 0 over lr_warmup_steps steps (not a paper's).
       lr_schedule='constant',
       lr_decay_every_steps=0,
+      lr_decay_at_steps=(),
       lr_decay_factor=0.1,
       lr_end_factor=0.0,
       lr_warmup_steps=0,

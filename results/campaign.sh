@@ -24,7 +24,7 @@
 #   comparison_12           every method on DSH's CNN and protocol, 12 bits, 2,000 steps
 #   comparison_48           the same at 48 bits
 #   dah_cifar10_12          DAH, 12 bits, paper settings, to the plateau (3 points) or 60 epochs
-#   dsh_cifar10_12          DSH's own run, 150,000 steps
+#   dsh_cifar10_12          DSH's own run with its released solver, 70,000 steps
 #   dsh_cifar10_48          DSH at 48 bits, fine-tuned from dsh_cifar10_12
 #   dah_cifar10_48          DAH, 48 bits, as dah_cifar10_12
 #   nonea_dah_cifar10_12    DAH without CBAM, 12 bits, as dah_cifar10_12
@@ -172,7 +172,7 @@ for run in "${runs[@]}"; do
     comparison_48) comparison 48 ;;
     dsh_cifar10_12)
       finished "$run" && continue
-      train "$root/$run" configs/dsh_cifar10.py --config.model.bits=12 \
+      train "$root/$run" configs/dsh_cifar10_release.py --config.model.bits=12 \
         --config.eval_every_steps=2500 --config.eval.curve_queries=1000 \
         --config.max_checkpoints_to_keep=100
       keep "$run" ;;

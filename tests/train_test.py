@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from dahjax import checkpoints
 from dahjax import evaluate
 from dahjax import parallel
 from dahjax import retrieval
@@ -317,6 +318,43 @@ def test_step_schedule_multiplies_the_rate_every_n_steps():
   opt.lr_schedule = 'linear'
   with pytest.raises(ValueError, match="Unknown optimizer.lr_schedule 'linear'"):
     state_lib.learning_rate(opt)
+
+
+def test_multistep_schedule_decays_at_the_given_steps():
+  from configs import default
+
+  opt = default.get_config().optimizer
+  opt.update(
+    learning_rate=1e-3,
+    lr_schedule='multistep',
+    lr_decay_at_steps=(6, 9),
+    lr_decay_factor=0.1,
+  )
+  schedule = state_lib.learning_rate(opt)
+  got = [float(schedule(s)) for s in range(12)]
+  np.testing.assert_allclose(got, [1e-3] * 6 + [1e-4] * 3 + [1e-5] * 3, rtol=1e-5)
+  for bad in [(), (9, 6), (6, 6), (0, 5)]:
+    opt.lr_decay_at_steps = bad
+    with pytest.raises(ValueError, match='lr_decay_at_steps'):
+      state_lib.learning_rate(opt)
+
+
+def test_dsh_release_solver_is_the_papers_until_its_first_decay():
+  """configs/dsh_cifar10_release.py changes only the schedule of configs/dsh_cifar10.py,
+  and the two rates agree before step 20,000: a run's checkpoints from either are the
+  other's up to there."""
+  from configs import dsh_cifar10
+  from configs import dsh_cifar10_release
+
+  paper, release = dsh_cifar10.get_config(), dsh_cifar10_release.get_config()
+  assert checkpoints.run_settings(paper) == checkpoints.run_settings(release)
+  paper_rate = state_lib.learning_rate(paper.optimizer)
+  release_rate = state_lib.learning_rate(release.optimizer)
+  steps = [0, 1, 10_000, 19_999, 20_000, 59_999, 60_000, 65_000, 69_999]
+  got = np.array([[float(r(s)) for s in steps] for r in (paper_rate, release_rate)])
+  np.testing.assert_allclose(got[:, :4], 1e-3, rtol=1e-6)
+  np.testing.assert_allclose(got[0, 4:], 1e-3 * 0.6 ** np.array([1, 2, 3, 3, 3]), rtol=1e-5)
+  np.testing.assert_allclose(got[1, 4:], [1e-3, 1e-3, 1e-4, 1e-5, 1e-5], rtol=1e-5)
 
 
 def test_cosine_schedule_after_warmup_matches_its_formula():
