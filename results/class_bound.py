@@ -19,8 +19,8 @@ from dahjax import retrieval
 
 
 def _nearest_centre(codes, centres):
-  distances = (codes[:, None, :] != centres[None, :, :]).sum(-1)
-  return distances.argmin(-1)
+  codes, centres = (np.asarray(retrieval.pack_codes(c)) for c in (codes, centres))
+  return retrieval.hamming_distance(codes[:, None], centres[None]).argmin(-1)
 
 
 def main(paths):
@@ -48,10 +48,14 @@ def main(paths):
         return float('nan')
       return retrieval.mean_average_precision(q[mask], d, ql[mask], dl)
 
-    all_queries = np.ones(len(q), bool)
+    # mAP is the mean AP over queries, so the two groups' mAPs weighted by their sizes give
+    # the whole's.
+    own_map, other_map = map_of(q_own), map_of(~q_own)
+    share = q_own.mean()
+    all_map = np.nansum([share * own_map, (1 - share) * other_map])
     print(
-      f'| {path} | {d_own.mean():.4f} | {q_own.mean():.4f} | {map_of(all_queries):.4f} '
-      f'| {map_of(q_own):.4f} | {map_of(~q_own):.4f} |'
+      f'| {path} | {d_own.mean():.4f} | {share:.4f} | {all_map:.4f} '
+      f'| {own_map:.4f} | {other_map:.4f} |'
     )
 
 

@@ -21,6 +21,15 @@ def _average_precision(query, query_class, database, database_class):
   return sum(precisions) / len(precisions)
 
 
+def _class_bound(path):
+  return subprocess.run(
+    [sys.executable, os.path.join(ROOT, 'results', 'class_bound.py'), str(path)],
+    capture_output=True,
+    text=True,
+    env={**os.environ, 'PYTHONPATH': ROOT},
+  )
+
+
 def test_class_bound_splits_queries_by_their_nearest_centre(tmp_path):
   centres = np.array([[0, 0, 0, 0, 0, 0], [1, 1, 1, 0, 0, 0], [0, 0, 0, 1, 1, 1]], np.uint8)
   database_class = np.repeat(np.arange(3), 10)
@@ -38,13 +47,9 @@ def test_class_bound_splits_queries_by_their_nearest_centre(tmp_path):
     query_labels=eye[query_class],
     database_labels=eye[database_class],
   )
-  out = subprocess.run(
-    [sys.executable, os.path.join(ROOT, 'results', 'class_bound.py'), str(path)],
-    capture_output=True,
-    text=True,
-    check=True,
-    env={**os.environ, 'PYTHONPATH': ROOT},
-  ).stdout
+  result = _class_bound(path)
+  assert result.returncode == 0, result.stderr
+  out = result.stdout
   cells = out.strip().splitlines()[-1].strip('|').split('|')
   database_share, query_share, map_all, map_own, map_other = (float(c) for c in cells[1:])
   aps = np.array(
@@ -70,12 +75,7 @@ def test_class_bound_refuses_multi_label_codes(tmp_path):
     query_labels=labels,
     database_labels=labels,
   )
-  result = subprocess.run(
-    [sys.executable, os.path.join(ROOT, 'results', 'class_bound.py'), str(path)],
-    capture_output=True,
-    text=True,
-    env={**os.environ, 'PYTHONPATH': ROOT},
-  )
+  result = _class_bound(path)
   assert result.returncode != 0
   assert 'not single-label' in result.stderr
   assert 'Traceback' not in result.stderr
