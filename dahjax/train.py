@@ -402,7 +402,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     # training terms of the steps before it, which were not saved.
     curve_point(start_step, {})
   # A run that stopped at its plateau stays stopped when it is started again.
-  last_step = start_step if start_step > 0 and at_plateau(start_step) else total_steps
+  plateau = start_step > 0 and at_plateau(start_step)
+  last_step = start_step if plateau else total_steps
   preemption = PreemptionWatch(manager, config.preemption_check_every_steps)
   history = []  # Metrics of the steps since the last check, on the device.
   try:
@@ -445,6 +446,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           )
           if not save:
             save_checkpoint(step)
+          plateau = True
           break
   finally:
     preemption.close()
@@ -459,7 +461,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     data=data,
     mesh=mesh,
     writer=writer,
-    curve=curve,
+    # Stopped at its plateau, the run's last point is on the curve already, with its
+    # training terms; the final evaluation adds no second one of the same step.
+    curve=None if plateau else curve,
     train_means=interval.pop(),
   )
   writer.close()

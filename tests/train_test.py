@@ -570,6 +570,9 @@ def test_training_stops_at_the_curve_plateau_and_stays_stopped(tiny_config, tmp_
   assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['3']
   curve_path = os.path.join(workdir, 'eval', evaluate.CURVE_FILE)
   assert [p['step'] for p in evaluate.read_curve(curve_path)] == [1, 2, 3]
+  # The final evaluation of the stopped step adds no second point without training terms.
+  assert [p['step'] for p in read_jsonl(curve_path)] == [1, 2, 3]
+  assert all('train_loss' in p for p in read_jsonl(curve_path))
 
   def trained_steps():
     rows = read_jsonl(os.path.join(workdir, 'metrics.jsonl'))
@@ -580,6 +583,7 @@ def test_training_stops_at_the_curve_plateau_and_stays_stopped(tiny_config, tmp_
   again = train.train_and_evaluate(tiny_config, workdir)
   assert again['step'] == 3 and again['map'] == final['map']
   assert trained_steps() == [1, 2, 3]
+  assert [p['step'] for p in read_jsonl(curve_path)] == [1, 2, 3]
   # A rule that every point meets (any change is a gain) trains the whole schedule.
   tiny_config.plateau.min_delta = -1.0
   assert train.train_and_evaluate(tiny_config, workdir)['step'] == 6
