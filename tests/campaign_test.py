@@ -1,13 +1,14 @@
 """results/campaign.sh, the reproduction campaign, as its dry run lays it out."""
 
 import os
+import shutil
 import subprocess
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, 'results', 'campaign.sh')
 
 
-def dry_run(root, *runs, cores='0,1', split=False):
+def dry_run(root, *runs, cores='0,1', split=False, script=SCRIPT):
   env = {
     **os.environ,
     'DRY_RUN': '1',
@@ -16,18 +17,37 @@ def dry_run(root, *runs, cores='0,1', split=False):
     'SPLIT': str(int(split)),
   }
   out = subprocess.run(
-    ['bash', SCRIPT, str(root), *runs], env=env, capture_output=True, text=True, check=True
+    ['bash', str(script), str(root), *runs],
+    env=env,
+    capture_output=True,
+    text=True,
+    check=True,
   )
   return [line for line in out.stdout.splitlines() if not line.startswith('==')]
 
 
+def empty_tree(tmp_path):
+  """The campaign script in a tree whose results/ holds no finished run."""
+  script = tmp_path / 'tree' / 'results' / 'campaign.sh'
+  script.parent.mkdir(parents=True)
+  shutil.copy(SCRIPT, script)
+  return script
+
+
+def test_a_finished_run_is_skipped(tmp_path):
+  assert os.path.exists(os.path.join(ROOT, 'results', 'dah_cifar10_12', 'metrics.json'))
+  assert dry_run(tmp_path, 'dah_cifar10_12') == []
+  assert len(dry_run(tmp_path, 'dah_cifar10_12', script=empty_tree(tmp_path))) == 1
+
+
 def test_a_run_is_one_process_on_the_cores_or_split_over_them(tmp_path):
-  (line,) = dry_run(tmp_path, 'dah_cifar10_12')
+  script = empty_tree(tmp_path)
+  (line,) = dry_run(tmp_path, 'dah_cifar10_12', script=script)
   assert line.startswith(
     'taskset -c 0,1 python -m dahjax.main --config configs/dah_cifar10.py'
   )
   assert '--config.plateau.evaluations=3' in line and 'num_processes' not in line
-  lines = dry_run(tmp_path, 'dah_cifar10_12', split=True)
+  lines = dry_run(tmp_path, 'dah_cifar10_12', split=True, script=script)
   assert len(lines) == 2
   for i, line in enumerate(lines):
     assert line.startswith(f'env JAX_PLATFORMS=cpu taskset -c {i} python -m dahjax.main ')
@@ -35,7 +55,7 @@ def test_a_run_is_one_process_on_the_cores_or_split_over_them(tmp_path):
     assert '--coordinator_address=127.0.0.1:4321' in line
     assert '--config.plateau.evaluations=3' in line and '--config.model.bits=12' in line
   # One core: one process, no coordinator.
-  (line,) = dry_run(tmp_path, 'nonea_dah_cifar10_12', cores='1', split=True)
+  (line,) = dry_run(tmp_path, 'nonea_dah_cifar10_12', cores='1', split=True, script=script)
   assert line.startswith(
     'taskset -c 1 python -m dahjax.main --config configs/dah_cifar10.py'
   )
