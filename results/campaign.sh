@@ -26,6 +26,9 @@
 #   dah_cifar10_12          DAH, 12 bits, paper settings, to the plateau (3 points) or 60 epochs
 #   dsh_cifar10_12          DSH's own run with its released solver, 70,000 steps
 #   dsh_cifar10_48          DSH at 48 bits, fine-tuned from dsh_cifar10_12
+#   dsh_cifar10_12_paper    DSH at 12 bits under its paper's schedule, 150,000 steps; it
+#                           goes on from dsh_cifar10_12's checkpoint at step 20,000 where
+#                           that exists (the two schedules agree up to there)
 #   dah_cifar10_48          DAH, 48 bits, as dah_cifar10_12
 #   nonea_dah_cifar10_12    DAH without CBAM, 12 bits, as dah_cifar10_12
 #
@@ -39,7 +42,8 @@ root=$(realpath -m "$root")
 shift
 runs=("$@")
 [ ${#runs[@]} -gt 0 ] || runs=(dpfah_cifar10_32px_48 comparison_12 comparison_48 dah_cifar10_12
-                              dsh_cifar10_12 dsh_cifar10_48 dah_cifar10_48 nonea_dah_cifar10_12)
+                              dsh_cifar10_12 dsh_cifar10_48 dsh_cifar10_12_paper dah_cifar10_48
+                              nonea_dah_cifar10_12)
 data=${CIFAR10_DIR:-../shared/data/cifar10_jpeg}
 read -r -a cores <<< "${CORES:-$(seq -s ' ' 0 $(($(nproc) - 1)))}"
 cores=(${cores[@]//,/ })
@@ -143,6 +147,21 @@ comparison() {  # comparison BITS: the methods split over the cores, then the ta
   python -m dahjax.compare results/comparison/*_"$bits" --paper --budget
 }
 
+# seed_from SOURCE RUN STEP: a new workdir RUN that goes on from SOURCE's checkpoint at
+# STEP, with SOURCE's record of the run and its curve up to STEP. Nothing when RUN
+# already has a workdir or SOURCE has no such checkpoint (RUN then trains from step 0).
+seed_from() {
+  local source=$root/$1 target=$root/$2 step=$3
+  [ -e "$target" ] || [ ! -d "$source/checkpoints/$step" ] && return
+  run mkdir -p "$target/checkpoints" "$target/eval"
+  run cp -r "$source/checkpoints/$step" "$target/checkpoints/"
+  run cp "$source/run_config.json" "$source/splits.json" "$target/"
+  [ -f "$source/eval/curve.jsonl" ] || return 0
+  local keep_rows='import json, sys; src, step, dst = sys.argv[1:]; rows = open(src).readlines()
+open(dst, "w").writelines(r for r in rows if json.loads(r)["step"] <= int(step))'
+  run python -c "$keep_rows" "$source/eval/curve.jsonl" "$step" "$target/eval/curve.jsonl"
+}
+
 collect() {  # The curves so far of unfinished runs, into results/<run>/.
   local w run
   for w in "$root"/*/eval/curve.jsonl; do
@@ -185,6 +204,13 @@ for run in "${runs[@]}"; do
       train "$root/$run" configs/dsh_cifar10_48.py \
         --config.model.init_from="$root/dsh_cifar10_12" --config.eval_every_steps=2500 \
         --config.eval.curve_queries=1000 --config.max_checkpoints_to_keep=100
+      keep "$run" ;;
+    dsh_cifar10_12_paper)
+      finished "$run" && continue
+      seed_from dsh_cifar10_12 "$run" 20000
+      train "$root/$run" configs/dsh_cifar10.py --config.model.bits=12 \
+        --config.eval_every_steps=2500 --config.eval.curve_queries=1000 \
+        --config.max_checkpoints_to_keep=100
       keep "$run" ;;
     collect) collect ;;
     *) echo "unknown run $run; see the list at the top of $0" >&2; exit 2 ;;

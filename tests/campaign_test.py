@@ -1,5 +1,6 @@
 """results/campaign.sh, the reproduction campaign, as its dry run lays it out."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -82,3 +83,43 @@ def test_an_unknown_run_is_refused(tmp_path):
     ['bash', SCRIPT, str(tmp_path), 'dah_cifar10_96'], capture_output=True
   )
   assert out.returncode == 2 and b'unknown run dah_cifar10_96' in out.stderr
+
+
+def test_the_paper_schedule_goes_on_from_the_release_runs_step_20000(tmp_path):
+  script = empty_tree(tmp_path)
+  # No release run: the paper's schedule trains from step 0.
+  (line,) = dry_run(tmp_path, 'dsh_cifar10_12_paper', script=script)
+  assert line.startswith('taskset -c 0,1 python -m dahjax.main --config configs/dsh_cifar10.py')
+  assert f'--workdir {tmp_path}/dsh_cifar10_12_paper ' in line
+  source = tmp_path / 'dsh_cifar10_12'
+  (source / 'checkpoints' / '20000').mkdir(parents=True)
+  (source / 'eval').mkdir()
+  (source / 'eval' / 'curve.jsonl').write_text(
+    ''.join(f'{{"step": {s}, "map": 0.{s}}}\n' for s in (17500, 20000, 22500))
+  )
+  lines = dry_run(tmp_path, 'dsh_cifar10_12_paper', script=script)
+  target = tmp_path / 'dsh_cifar10_12_paper'
+  assert f'cp -r {source}/checkpoints/20000 {target}/checkpoints/' in lines
+  assert f'cp {source}/run_config.json {source}/splits.json {target}/' in lines
+  assert lines[-1] == line
+  # For real, with a stand-in for the training: the workdir starts at step 20,000 with
+  # the curve up to there, and the finished run's files are kept.
+  bin_dir = tmp_path / 'bin'
+  bin_dir.mkdir()
+  fake = bin_dir / 'taskset'
+  fake.write_text(
+    '#!/usr/bin/env bash\n'
+    'prev=; for a in "$@"; do [ "$prev" = --workdir ] && w=$a; prev=$a; done\n'
+    'echo "$@" > "$w/eval/command"\n'
+    'touch "$w"/eval/{metrics.json,codes.npz,learning_curve.png}\n'
+  )
+  fake.chmod(0o755)
+  (source / 'run_config.json').write_text('{}')
+  (source / 'splits.json').write_text('{}')
+  env = {**os.environ, 'CORES': '0', 'PATH': f'{bin_dir}:{os.environ["PATH"]}'}
+  subprocess.run(['bash', str(script), str(tmp_path), 'dsh_cifar10_12_paper'], env=env,
+                 check=True, capture_output=True)
+  assert (target / 'checkpoints' / '20000').is_dir()
+  kept = script.parent / 'dsh_cifar10_12_paper'
+  assert [json.loads(r)['step'] for r in open(kept / 'curve.jsonl')] == [17500, 20000]
+  assert 'configs/dsh_cifar10.py' in (target / 'eval' / 'command').read_text()
