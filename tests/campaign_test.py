@@ -89,7 +89,9 @@ def test_the_paper_schedule_goes_on_from_the_release_runs_step_20000(tmp_path):
   script = empty_tree(tmp_path)
   # No release run: the paper's schedule trains from step 0.
   (line,) = dry_run(tmp_path, 'dsh_cifar10_12_paper', script=script)
-  assert line.startswith('taskset -c 0,1 python -m dahjax.main --config configs/dsh_cifar10.py')
+  assert line.startswith(
+    'taskset -c 0,1 python -m dahjax.main --config configs/dsh_cifar10.py'
+  )
   assert f'--workdir {tmp_path}/dsh_cifar10_12_paper ' in line
   source = tmp_path / 'dsh_cifar10_12'
   (source / 'checkpoints' / '20000').mkdir(parents=True)
@@ -117,8 +119,12 @@ def test_the_paper_schedule_goes_on_from_the_release_runs_step_20000(tmp_path):
   (source / 'run_config.json').write_text('{}')
   (source / 'splits.json').write_text('{}')
   env = {**os.environ, 'CORES': '0', 'PATH': f'{bin_dir}:{os.environ["PATH"]}'}
-  subprocess.run(['bash', str(script), str(tmp_path), 'dsh_cifar10_12_paper'], env=env,
-                 check=True, capture_output=True)
+  subprocess.run(
+    ['bash', str(script), str(tmp_path), 'dsh_cifar10_12_paper'],
+    env=env,
+    check=True,
+    capture_output=True,
+  )
   assert (target / 'checkpoints' / '20000').is_dir()
   kept = script.parent / 'dsh_cifar10_12_paper'
   assert [json.loads(r)['step'] for r in open(kept / 'curve.jsonl')] == [17500, 20000]
