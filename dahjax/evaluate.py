@@ -65,6 +65,16 @@ def classification_accuracy(predictions: np.ndarray, labels: np.ndarray) -> floa
   return float(np.mean(predictions == np.argmax(labels, axis=1)))
 
 
+def classifier_accuracy(
+  config, predictions: np.ndarray, labels: np.ndarray
+) -> float | None:
+  """`classification_accuracy` of the run's classifier; None when its loss does not train
+  one (DSH's and most hashing losses read only the codes), its accuracy being chance."""
+  if not losses.trains_classifier(config.loss_name):
+    return None
+  return classification_accuracy(predictions, labels)
+
+
 def _map_topk(config, data, n_db: int) -> tuple[int | None, int | None]:
   """(K reported, K searched): the protocol's K beyond the database (a small test copy)
   ranks the whole database, which is what the top K then holds; a K set in the config
@@ -112,7 +122,7 @@ def curve_metrics(
     radius=config.eval.radius,
   )
   metrics.update(retrieval.bit_balance_summary(db_codes))
-  metrics['accuracy'] = classification_accuracy(q_pred, q_labels)
+  metrics['accuracy'] = classifier_accuracy(config, q_pred, q_labels)
   metrics['num_queries'] = len(q_idx)
   return metrics
 
@@ -365,7 +375,7 @@ def evaluate(
   metrics.update(retrieval.bit_balance_summary(db_codes))
   metrics.update(
     {
-      'accuracy': classification_accuracy(q_pred, q_labels),
+      'accuracy': classifier_accuracy(config, q_pred, q_labels),
       'encode_us_per_image': 1e6 * db_seconds / len(db_idx),
       'bits': int(q_codes.shape[1]),
       'protocol': config.data.protocol,

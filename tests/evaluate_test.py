@@ -4,6 +4,7 @@ import json
 import os
 
 import jax
+import ml_collections
 import numpy as np
 from PIL import Image
 
@@ -185,3 +186,12 @@ def test_end_of_training_evaluation_writes_curves_and_plots(tiny_config, tmp_pat
 
   table = compare.markdown_table(compare.load_results([workdir]))
   assert f'| NoneA-DAH | dah_cifar10 | {saved["map"]:.4f} / ' in table
+
+
+def test_accuracy_only_of_a_classifier_the_loss_trains():
+  labels = np.eye(3, dtype=np.float32)[[0, 1, 2, 2]]
+  predictions = np.array([0, 1, 0, 2])
+  config = ml_collections.ConfigDict({'loss_name': 'dah'})
+  assert evaluate.classifier_accuracy(config, predictions, labels) == 0.75
+  config.loss_name = 'dsh'  # DSH's loss never reads the logits: chance, left out.
+  assert evaluate.classifier_accuracy(config, predictions, labels) is None

@@ -38,6 +38,12 @@ def test_every_loss_trains_a_step(name):
     state, metrics = step(state, parallel.global_batch(batch, mesh))
     assert all(np.isfinite(float(v)) for v in metrics.values()), metrics
   assert not np.allclose(state.params['hash']['kernel'], before[0]['hash']['kernel'])
+  # The classifier learns exactly under the losses that say they train it (Adam without
+  # weight decay leaves a weight with no gradient where it was).
+  moved = not np.array_equal(
+    state.params['classifier']['kernel'], before[0]['classifier']['kernel']
+  )
+  assert moved == losses.trains_classifier(name)
   if before[1]:  # A memory: the batch's rows were written, the others not.
     seen = np.isin(np.arange(10), batch['index'])
     rows = np.asarray(state.loss_memory['U'])  # Every memory holds the outputs U.

@@ -8,6 +8,7 @@ import os
 import numpy as np
 import pytest
 
+from dahjax import losses
 from dahjax import retrieval
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -44,3 +45,11 @@ def test_metrics_recompute_from_codes(run):
   balance = retrieval.bit_balance_summary(codes['database_codes'])['bit_balance']
   assert balance == pytest.approx(metrics['bit_balance'], abs=1e-9)
   assert codes['query_codes'].shape == (metrics['num_queries'], metrics['bits'])
+
+
+@pytest.mark.parametrize('run', RUNS, ids=lambda r: os.path.relpath(r, ROOT))
+def test_accuracy_only_where_the_loss_trains_a_classifier(run):
+  with open(os.path.join(run, 'metrics.json')) as f:
+    metrics = json.load(f)
+  loss = {t: n for n, t in losses.TITLES.items()}[metrics['method'].removeprefix('NoneA-')]
+  assert (metrics['accuracy'] is not None) == losses.trains_classifier(loss)

@@ -92,6 +92,7 @@ __all__ = [
   'softmax_cross_entropy',
   'squared_distances',
   'takes',
+  'trains_classifier',
 ]
 
 _LOSSES: dict[str, Callable[..., tuple[jax.Array, dict[str, jax.Array]]]] = {
@@ -149,6 +150,10 @@ TITLES = {
   'lcdsh': 'LCDSH',
 }
 
+# The losses that read the model's `logits` and so train its classifier; the others
+# leave it at its initialisation (tests/methods_test.py checks this set on every loss).
+_TRAINS_CLASSIFIER = frozenset({'dah', 'dpfah', 'greedyhash'})
+
 # Initial memories of the losses that keep one: functions of (num_train, bits, num_classes).
 _MEMORIES: dict[str, Callable[..., dict[str, jax.Array]]] = {
   'dfh': dfh_init_memory,
@@ -163,6 +168,19 @@ TRAINER_KEYWORDS = ('outputs', 'labels', 'hash_weight', 'step', 'memory', 'indic
 def takes(name: str, keyword: str) -> bool:
   """Whether loss `name` takes the keyword argument `keyword`."""
   return keyword in inspect.signature(get_loss(name)).parameters
+
+
+def trains_classifier(name: str) -> bool:
+  """Whether loss `name` reads the model's `logits`, training its classifier: without
+  it the classifier keeps its initial weights, and its accuracy is chance.
+
+  Examples:
+    >>> from dahjax import losses
+    >>> losses.trains_classifier('dpfah'), losses.trains_classifier('dsh')
+    (True, False)
+  """
+  get_loss(name)  # An unknown name is refused.
+  return name in _TRAINS_CLASSIFIER
 
 
 def init_memory(name: str, *, num_train: int, bits: int, num_classes: int) -> dict:
