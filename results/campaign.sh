@@ -29,6 +29,7 @@
 #   dsh_cifar10_12_paper    DSH at 12 bits under its paper's schedule, 150,000 steps; it
 #                           goes on from dsh_cifar10_12's checkpoint at step 20,000 where
 #                           that exists (the two schedules agree up to there)
+#   dsh_cifar10_48_paper    DSH at 48 bits, fine-tuned from dsh_cifar10_12_paper
 #   dah_cifar10_48          DAH, 48 bits, as dah_cifar10_12
 #   nonea_dah_cifar10_12    DAH without CBAM, 12 bits, as dah_cifar10_12
 #
@@ -42,8 +43,8 @@ root=$(realpath -m "$root")
 shift
 runs=("$@")
 [ ${#runs[@]} -gt 0 ] || runs=(dpfah_cifar10_32px_48 comparison_12 comparison_48 dah_cifar10_12
-                              dsh_cifar10_12 dsh_cifar10_48 dsh_cifar10_12_paper dah_cifar10_48
-                              nonea_dah_cifar10_12)
+                              dsh_cifar10_12 dsh_cifar10_48 dsh_cifar10_12_paper dsh_cifar10_48_paper
+                              dah_cifar10_48 nonea_dah_cifar10_12)
 data=${CIFAR10_DIR:-../shared/data/cifar10_jpeg}
 read -r -a cores <<< "${CORES:-$(seq -s ' ' 0 $(($(nproc) - 1)))}"
 cores=(${cores[@]//,/ })
@@ -162,6 +163,19 @@ open(dst, "w").writelines(r for r in rows if json.loads(r)["step"] <= int(step))
   run python -c "$keep_rows" "$source/eval/curve.jsonl" "$step" "$target/eval/curve.jsonl"
 }
 
+dsh_finetune() {  # dsh_finetune RUN SOURCE: 48 bits fine-tuned from the 12-bit run SOURCE.
+  local run=$1 source=$2
+  finished "$run" && return
+  [ -d "$root/$source/checkpoints" ] || [ "$dry" = 1 ] || {
+    echo "$run fine-tunes $root/$source: run $source first" >&2
+    exit 2
+  }
+  train "$root/$run" configs/dsh_cifar10_48.py \
+    --config.model.init_from="$root/$source" --config.eval_every_steps=2500 \
+    --config.eval.curve_queries=1000 --config.max_checkpoints_to_keep=100
+  keep "$run"
+}
+
 collect() {  # The curves so far of unfinished runs, into results/<run>/.
   local w run
   for w in "$root"/*/eval/curve.jsonl; do
@@ -195,16 +209,7 @@ for run in "${runs[@]}"; do
         --config.eval_every_steps=2500 --config.eval.curve_queries=1000 \
         --config.max_checkpoints_to_keep=100
       keep "$run" ;;
-    dsh_cifar10_48)
-      finished "$run" && continue
-      [ -d "$root/dsh_cifar10_12/checkpoints" ] || [ "$dry" = 1 ] || {
-        echo "dsh_cifar10_48 fine-tunes $root/dsh_cifar10_12: run dsh_cifar10_12 first" >&2
-        exit 2
-      }
-      train "$root/$run" configs/dsh_cifar10_48.py \
-        --config.model.init_from="$root/dsh_cifar10_12" --config.eval_every_steps=2500 \
-        --config.eval.curve_queries=1000 --config.max_checkpoints_to_keep=100
-      keep "$run" ;;
+    dsh_cifar10_48) dsh_finetune "$run" dsh_cifar10_12 ;;
     dsh_cifar10_12_paper)
       finished "$run" && continue
       seed_from dsh_cifar10_12 "$run" 20000
@@ -212,6 +217,7 @@ for run in "${runs[@]}"; do
         --config.eval_every_steps=2500 --config.eval.curve_queries=1000 \
         --config.max_checkpoints_to_keep=100
       keep "$run" ;;
+    dsh_cifar10_48_paper) dsh_finetune "$run" dsh_cifar10_12_paper ;;
     collect) collect ;;
     *) echo "unknown run $run; see the list at the top of $0" >&2; exit 2 ;;
   esac

@@ -129,3 +129,18 @@ def test_the_paper_schedule_goes_on_from_the_release_runs_step_20000(tmp_path):
   kept = script.parent / 'dsh_cifar10_12_paper'
   assert [json.loads(r)['step'] for r in open(kept / 'curve.jsonl')] == [17500, 20000]
   assert 'configs/dsh_cifar10.py' in (target / 'eval' / 'command').read_text()
+
+
+def test_each_48_bit_fine_tune_starts_from_its_12_bit_run(tmp_path):
+  script = empty_tree(tmp_path)
+  for run, source in (
+    ('dsh_cifar10_48', 'dsh_cifar10_12'),
+    ('dsh_cifar10_48_paper', 'dsh_cifar10_12_paper'),
+  ):
+    (line,) = dry_run(tmp_path, run, script=script)
+    assert '--config configs/dsh_cifar10_48.py' in line
+    assert f'--workdir {tmp_path}/{run} ' in line
+    assert f'--config.model.init_from={tmp_path}/{source} ' in line
+    # Not dry: refused until the 12-bit run has checkpoints.
+    out = subprocess.run(['bash', str(script), str(tmp_path), run], capture_output=True)
+    assert out.returncode == 2 and f'run {source} first'.encode() in out.stderr
