@@ -39,10 +39,12 @@ def get_config() -> ml_collections.ConfigDict:
       # dah_resnet30: what the classifier reads, 'codes' (DAH) or 'centered' 4 (h - 1/2)
       # (not in the paper; dahjax/models/heads.py says why it trains faster).
       classifier_input='codes',
-      # dsh_cnn: 'shrink_sigmoid' ends its hash layer in DAH's eq. 1 (for DAH's loss).
+      # dsh_cnn, dpfah_resnet18: 'shrink_sigmoid' ends the hash layer in DAH's eq. 1
+      # (for DAH's loss).
       hash_activation='none',
-      # dsh_cnn: what the classifier reads, 'features', 'codes' (the hash layer: DAH) or
-      # 'sign_codes' (sgn(u), no bias, the straight-through gradient: GreedyHash).
+      # dsh_cnn, dpfah_resnet18: what the classifier reads, 'features', 'codes' (the
+      # hash layer: DAH) or 'sign_codes' (sgn(u), no bias, the straight-through
+      # gradient: GreedyHash).
       classifier_reads='features',
       stem='imagenet',  # dpfah_resnet18: 'cifar' is a 3x3/1 stem for 32 px inputs.
       pfa_lambda=1e-4,  # dpfah_resnet18: lambda of PFA (DPFAH eq. 8).

@@ -51,7 +51,11 @@ _HEADS: dict[str, dict[str, dict | None]] = {
     'dah': dict(hash_layer='shrink_sigmoid'),
     'greedyhash': None,
   },
-  'dpfah_resnet18': {'*': {}, 'dah': None, 'greedyhash': None},
+  'dpfah_resnet18': {
+    '*': dict(hash_activation='none', classifier_reads='features'),
+    'dah': dict(hash_activation='shrink_sigmoid', classifier_reads='codes'),
+    'greedyhash': dict(hash_activation='none', classifier_reads='sign_codes'),
+  },
 }
 
 

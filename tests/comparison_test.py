@@ -35,5 +35,14 @@ def test_each_loss_gets_the_head_it_needs():
     hash_activation='shrink_sigmoid', classifier_reads='codes'
   )
   assert comparison.head_settings('dah_resnet30', 'dsh') == dict(hash_layer='linear')
-  with pytest.raises(ValueError, match='GreedyHash needs a head.*compare it on dsh_cnn'):
-    comparison.head_settings('dpfah_resnet18', 'greedyhash')
+  # DPFAH's ResNet18 gives every method its head: the comparison runs on it as is.
+  assert comparison.head_settings('dpfah_resnet18', 'greedyhash') == dict(
+    hash_activation='none', classifier_reads='sign_codes'
+  )
+  assert comparison.head_settings('dpfah_resnet18', 'dah') == dict(
+    hash_activation='shrink_sigmoid', classifier_reads='codes'
+  )
+  with pytest.raises(
+    ValueError, match='GreedyHash needs a head.*compare it on dpfah_resnet18, dsh_cnn'
+  ):
+    comparison.head_settings('dah_resnet30', 'greedyhash')

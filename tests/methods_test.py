@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from configs import default
+from dahjax import comparison
 from dahjax import losses
 from dahjax import parallel
 from dahjax import state as state_lib
@@ -17,11 +18,8 @@ HEADS = {
 }
 
 
-@pytest.mark.parametrize('name', losses.names())
-def test_every_loss_trains_a_step(name):
-  config = default.get_config()
-  config.model_name, config.loss_name = 'dsh_cnn', name
-  config.model.update(bits=8, num_classes=3, **HEADS.get(name, {}))
+def train_two_steps(config, name):
+  """Two train steps of loss `name` on `config`'s model; checks what moved."""
   rng = np.random.default_rng(0)
   batch = {
     'image': rng.integers(0, 256, (6, 32, 32, 3), dtype=np.uint8),
@@ -37,14 +35,31 @@ def test_every_loss_trains_a_step(name):
   for _ in range(2):
     state, metrics = step(state, parallel.global_batch(batch, mesh))
     assert all(np.isfinite(float(v)) for v in metrics.values()), metrics
-  assert not np.allclose(state.params['hash']['kernel'], before[0]['hash']['kernel'])
+  head = lambda p: p['head'] if 'head' in p else p  # noqa: E731  ResNet18 nests its head.
+  after, first = head(state.params), head(before[0])
+  assert not np.allclose(after['hash']['kernel'], first['hash']['kernel'])
   # The classifier learns exactly under the losses that say they train it (Adam without
   # weight decay leaves a weight with no gradient where it was).
-  moved = not np.array_equal(
-    state.params['classifier']['kernel'], before[0]['classifier']['kernel']
-  )
+  moved = not np.array_equal(after['classifier']['kernel'], first['classifier']['kernel'])
   assert moved == losses.trains_classifier(name)
   if before[1]:  # A memory: the batch's rows were written, the others not.
     seen = np.isin(np.arange(10), batch['index'])
     rows = np.asarray(state.loss_memory['U'])  # Every memory holds the outputs U.
     assert np.any(rows[seen] != 0, axis=1).all() and not rows[~seen].any()
+
+
+@pytest.mark.parametrize('name', losses.names())
+def test_every_loss_trains_a_step(name):
+  config = default.get_config()
+  config.model_name, config.loss_name = 'dsh_cnn', name
+  config.model.update(bits=8, num_classes=3, **HEADS.get(name, {}))
+  train_two_steps(config, name)
+
+
+@pytest.mark.parametrize('name', ['dah', 'greedyhash'])
+def test_dah_and_greedyhash_train_on_dpfahs_resnet18(name):
+  """The comparison's heads of DAH and GreedyHash on DPFAH's backbone (32 px stem)."""
+  base = default.get_config()
+  base.model_name = 'dpfah_resnet18'
+  base.model.update(num_classes=3, stem='cifar', attention='stem')
+  train_two_steps(comparison.run_config(base, name, 8), name)

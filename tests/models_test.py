@@ -241,3 +241,62 @@ def test_centered_classifier_input_is_an_affine_reparameterisation():
   np.testing.assert_allclose(out['logits'], (4 * (h - 0.5)) @ w + b, rtol=1e-5, atol=1e-5)
   with pytest.raises(ValueError, match='classifier_input.*codes, centered'):
     models.create_model('dah_resnet30', classifier_input='scaled')
+
+
+@pytest.mark.parametrize(
+  'activation,reads',
+  [('none', 'features'), ('shrink_sigmoid', 'codes'), ('none', 'sign_codes')],
+)
+def test_parallel_head_gives_each_method_its_head(activation, reads):
+  """DPFAH's head (the classifier beside the hash layer), DAH's (shrink sigmoid, the
+  classifier on its output) and GreedyHash's (a bias-free classifier on sgn(u), whose
+  gradient passes straight through to u), against numpy on the head's own weights."""
+  head = heads.ParallelHashHead(
+    bits=6, num_classes=4, activation=activation, classifier_reads=reads
+  )
+  features = jax.random.normal(jax.random.key(1), (5, 8))
+  variables = head.init(jax.random.key(0), features)
+  out = head.apply(variables, features)
+  p = jax.tree.map(np.asarray, variables['params'])
+  f = np.asarray(features, np.float64)
+  u = f @ p['hash']['kernel'] + p['hash']['bias']
+  h = 0.25 + 0.5 / (1 + np.exp(-u)) if activation == 'shrink_sigmoid' else u
+  np.testing.assert_allclose(out['hash'], h, rtol=1e-5, atol=1e-6)
+  seen = {'features': f, 'codes': h, 'sign_codes': np.where(u >= 0, 1.0, -1.0)}[reads]
+  logits = seen @ p['classifier']['kernel'] + p['classifier'].get('bias', 0.0)
+  np.testing.assert_allclose(out['logits'], logits, rtol=1e-5, atol=1e-5)
+  assert ('bias' in p['classifier']) == (reads != 'sign_codes')
+  if reads == 'sign_codes':  # Straight through: d(sum of logits)/du = W 1.
+    grad = jax.grad(lambda v: head.apply(v, features)['logits'].sum())(variables)['params'][
+      'hash'
+    ]['bias']
+    np.testing.assert_allclose(grad, 5 * p['classifier']['kernel'].sum(axis=1), rtol=1e-5)
+
+
+def test_resnet18_takes_dah_and_greedyhash_heads():
+  dah = models.create_model(
+    'dpfah_resnet18',
+    bits=4,
+    num_classes=3,
+    stem='cifar',
+    hash_activation='shrink_sigmoid',
+    classifier_reads='codes',
+  )
+  # DAH's codes: h > 1/2, not sign(h) (every h is positive).
+  np.testing.assert_array_equal(
+    dah.binary_codes(jnp.array([[0.3, 0.5, 0.6, 0.74]])), [[0, 0, 1, 1]]
+  )
+  x = jax.ShapeDtypeStruct((2, 32, 32, 3), jnp.float32)
+  variables = jax.eval_shape(dah.init, jax.random.key(0), x)
+  assert variables['params']['head']['classifier']['kernel'].shape == (4, 3)
+  greedy = models.create_model(
+    'dpfah_resnet18', bits=4, num_classes=3, stem='cifar', classifier_reads='sign_codes'
+  )
+  variables = jax.eval_shape(greedy.init, jax.random.key(0), x)
+  assert set(variables['params']['head']['classifier']) == {'kernel'}
+  with pytest.raises(
+    ValueError, match='model.classifier_reads .*features, codes, sign_codes'
+  ):
+    models.create_model('dpfah_resnet18', classifier_reads='hash')
+  with pytest.raises(ValueError, match='model.hash_activation .*none, shrink_sigmoid'):
+    models.create_model('dpfah_resnet18', hash_activation='tanh')

@@ -15,6 +15,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
+from configs import default
 from dahjax import checkpoints
 from dahjax import state as state_lib
 from dahjax import train
@@ -187,3 +188,21 @@ def test_workdir_of_another_run_is_refused(tiny_config, tmp_path):
     checkpoints.check_run_config(tiny_config, workdir)
   assert open(os.path.join(workdir, 'config.json')).read() == full  # Left as it was.
   shutil.rmtree(workdir)
+
+
+def test_a_workdir_records_the_head_and_older_records_without_it_resume(tmp_path):
+  config = default.get_config()
+  config.model_name = 'dpfah_resnet18'
+  workdir = str(tmp_path)
+  checkpoints.check_run_config(config, workdir)
+  path = os.path.join(workdir, checkpoints.RUN_CONFIG_FILE)
+  record = json.load(open(path))
+  assert record['model.classifier_reads'] == 'features'
+  assert record['model.hash_layer'] is None  # A field this model does not take.
+  config.model.classifier_reads = 'sign_codes'
+  with pytest.raises(ValueError, match='model.classifier_reads: workdir has'):
+    checkpoints.check_run_config(config, workdir)
+  # A record written before the field was recorded is not compared on it.
+  del record['model.classifier_reads']
+  json.dump(record, open(path, 'w'))
+  checkpoints.check_run_config(config, workdir)

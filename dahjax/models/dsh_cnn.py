@@ -39,10 +39,6 @@ from dahjax.models import heads
 # channel means of the release's mean image, CIFAR-10/mean.binaryproto).
 CIFAR10_MEAN_RGB = (125.31, 122.95, 113.87)
 
-# What the classifier reads: the features, the hash layer's output (DAH), or the sign
-# codes (GreedyHash).
-CLASSIFIER_READS = ('features', 'codes', 'sign_codes')
-HASH_ACTIVATIONS = ('none', 'shrink_sigmoid')
 
 # Caffe's "xavier" filler: uniform(-sqrt(3 / fan_in), +sqrt(3 / fan_in)).
 xavier_uniform = nn.initializers.variance_scaling(1.0, 'fan_in', 'uniform')
@@ -139,20 +135,10 @@ class DSHNet(nn.Module):
   def binary_codes(self, h: jax.Array) -> jax.Array:
     """0/1 uint8 codes of the hash layer's output: sgn(u), or h > 1/2 after the shrink
     sigmoid."""
-    if self.hash_activation == 'shrink_sigmoid':
-      return heads.shrink_sigmoid_codes(h)
-    return heads.sign_codes(h)
+    return heads.head_codes(self.hash_activation, h)
 
   def __post_init__(self):
-    for name, valid in (
-      ('hash_activation', HASH_ACTIVATIONS),
-      ('classifier_reads', CLASSIFIER_READS),
-    ):
-      if getattr(self, name) not in valid:
-        raise ValueError(
-          f'Unknown model.{name} {getattr(self, name)!r} for dsh_cnn; '
-          f'valid: {", ".join(valid)}.'
-        )
+    heads.check_head('dsh_cnn', self.hash_activation, self.classifier_reads)
     super().__post_init__()
 
   @nn.compact
@@ -179,11 +165,12 @@ class DSHNet(nn.Module):
     u = dense(self.bits, 'hash')(features)
     if self.hash_activation == 'shrink_sigmoid':
       u = heads.shrink_sigmoid(u)
-    if self.classifier_reads == 'sign_codes':
-      logits = nn.Dense(
-        self.num_classes, use_bias=False, kernel_init=xavier_uniform, name='classifier'
-      )(heads.greedy_sign(u))
-    else:
-      seen = u if self.classifier_reads == 'codes' else features
-      logits = dense(self.num_classes, 'classifier')(seen)
+    logits = heads.classify(
+      features,
+      u,
+      self.classifier_reads,
+      self.num_classes,
+      kernel_init=xavier_uniform,
+      dtype=self.dtype,
+    )
     return {'hash': u.astype(jnp.float32), 'logits': logits.astype(jnp.float32)}

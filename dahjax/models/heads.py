@@ -253,6 +253,52 @@ def check_hash_norm(norm: str) -> None:
     raise ValueError(f'Unknown model.hash_norm {norm!r}; valid: {", ".join(HASH_NORMS)}.')
 
 
+# What a parallel head's classifier reads: the backbone's features (DPFAH), the hash
+# layer's output (DAH: classification after hashing) or the sign codes sgn(u) through the
+# straight-through gradient, without a bias (GreedyHash).
+CLASSIFIER_READS = ('features', 'codes', 'sign_codes')
+# The hash layer's activation: none (the raw u of DPFAH, DSH and most methods) or DAH's
+# shrink sigmoid.
+HASH_ACTIVATIONS = ('none', 'shrink_sigmoid')
+
+
+def check_head(model_name: str, hash_activation: str, classifier_reads: str) -> None:
+  """Raises ValueError, listing the valid names, for an unknown head setting."""
+  for name, value, valid in (
+    ('hash_activation', hash_activation, HASH_ACTIVATIONS),
+    ('classifier_reads', classifier_reads, CLASSIFIER_READS),
+  ):
+    if value not in valid:
+      raise ValueError(
+        f'Unknown model.{name} {value!r} for {model_name}; valid: {", ".join(valid)}.'
+      )
+
+
+def head_codes(hash_activation: str, h: jax.Array) -> jax.Array:
+  """0/1 uint8 codes of a head's output `h`: sgn(u), or h > 1/2 after the shrink sigmoid."""
+  if hash_activation == 'shrink_sigmoid':
+    return shrink_sigmoid_codes(h)
+  return sign_codes(h)
+
+
+def classify(
+  features: jax.Array,
+  h: jax.Array,
+  reads: str,
+  num_classes: int,
+  *,
+  name: str = 'classifier',
+  **dense_kwargs,
+) -> jax.Array:
+  """The logits of a classifier that reads `features`, the codes `h` or sgn(h)
+  (`CLASSIFIER_READS`); a Flax submodule call, so only inside a compact module."""
+  if reads == 'sign_codes':
+    return nn.Dense(num_classes, use_bias=False, name=name, **dense_kwargs)(greedy_sign(h))
+  return nn.Dense(num_classes, name=name, **dense_kwargs)(
+    h if reads == 'codes' else features
+  )
+
+
 class ParallelHashHead(nn.Module):
   """DPFAH's heads: Dense(bits) -> u and, beside it, Dense(num_classes) -> logits.
 
@@ -266,14 +312,21 @@ class ParallelHashHead(nn.Module):
   code is 90-94% as long as a code, and L1's gradient then mostly shrinks every code
   towards 0, where it vanishes. Centred bits start apart.
 
+  `activation` and `classifier_reads` give other methods their heads on the same
+  backbone, for comparing them (`dahjax.comparison`): DAH's (the shrink sigmoid, the
+  classifier reading its output, DAH Sec. III.A) and GreedyHash's (a classifier without
+  bias on sgn(u) with the straight-through gradient, GreedyHash Sec. 3).
+
   Attributes:
     bits: code length l.
     num_classes: number of classes C.
     norm: 'none' (DPFAH) or 'batchnorm' on u.
+    activation: 'none' (DPFAH) or 'shrink_sigmoid' (DAH) after the hash layer.
+    classifier_reads: 'features' (DPFAH), 'codes' or 'sign_codes' (`CLASSIFIER_READS`).
     dtype: computation dtype (parameters stay float32).
 
-  Returns from `__call__(features, train)` (features [B, F]) a dict: `hash` (u)
-  [B, bits] and `logits` [B, num_classes].
+  Returns from `__call__(features, train)` (features [B, F]) a dict: `hash` (u, or its
+  shrink sigmoid) [B, bits] and `logits` [B, num_classes].
 
   Examples:
     >>> import jax
@@ -292,13 +345,20 @@ class ParallelHashHead(nn.Module):
   bits: int
   num_classes: int
   norm: str = 'none'
+  activation: str = 'none'
+  classifier_reads: str = 'features'
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, features: jax.Array, train: bool = False) -> dict[str, jax.Array]:
     check_hash_norm(self.norm)
+    check_head('the parallel head', self.activation, self.classifier_reads)
     u = nn.Dense(self.bits, dtype=self.dtype, name='hash')(features)
     if self.norm == 'batchnorm':
       u = conv.batch_norm(train, self.dtype)(name='hash_bn')(u)
-    logits = nn.Dense(self.num_classes, dtype=self.dtype, name='classifier')(features)
+    if self.activation == 'shrink_sigmoid':
+      u = shrink_sigmoid(u)
+    logits = classify(
+      features, u, self.classifier_reads, self.num_classes, dtype=self.dtype
+    )
     return {'hash': u, 'logits': logits}

@@ -119,6 +119,9 @@ class ResNet18(nn.Module):
     pfa_lambda: PFA's lambda.
     hash_norm: 'none' (DPFAH) or 'batchnorm' on the hash layer (not in the paper;
       `heads.ParallelHashHead`).
+    hash_activation: 'none' (DPFAH: the raw u) or 'shrink_sigmoid' (DAH's head, for
+      comparing methods on this backbone; its codes are h > 1/2).
+    classifier_reads: 'features' (DPFAH), 'codes' (DAH) or 'sign_codes' (GreedyHash).
     conv_impl: 'auto', 'xla' or 'slices' (see `conv`).
     dtype: computation dtype (parameters stay float32).
 
@@ -153,10 +156,15 @@ class ResNet18(nn.Module):
   attention: str = 'stem'
   pfa_lambda: float = 1e-4
   hash_norm: str = 'none'
+  hash_activation: str = 'none'
+  classifier_reads: str = 'features'
   conv_impl: str = 'auto'
   dtype: Any = jnp.float32
 
-  binary_codes = staticmethod(heads.sign_codes)
+  def binary_codes(self, h: jax.Array) -> jax.Array:
+    """0/1 uint8 codes of the head's output: sign(u) (DPFAH's eq. 17), or h > 1/2 after
+    the shrink sigmoid."""
+    return heads.head_codes(self.hash_activation, h)
 
   def __post_init__(self):
     # Checked at construction, so a bad config fails before anything compiles.
@@ -170,6 +178,7 @@ class ResNet18(nn.Module):
         f'{", ".join(ATTENTIONS)}.'
       )
     heads.check_hash_norm(self.hash_norm)
+    heads.check_head('dpfah_resnet18', self.hash_activation, self.classifier_reads)
     conv.resolve_impl(self.conv_impl)
     super().__post_init__()
 
@@ -207,7 +216,13 @@ class ResNet18(nn.Module):
         )(x, train)
     features = heads.pool_features(x)
     out = heads.ParallelHashHead(
-      self.bits, self.num_classes, norm=self.hash_norm, dtype=jnp.float32, name='head'
+      self.bits,
+      self.num_classes,
+      norm=self.hash_norm,
+      activation=self.hash_activation,
+      classifier_reads=self.classifier_reads,
+      dtype=jnp.float32,
+      name='head',
     )(features, train)
     out['features'] = features
     return jax.tree.map(lambda a: a.astype(jnp.float32), out)
