@@ -36,8 +36,9 @@ def get_config() -> ml_collections.ConfigDict:
       # dah_resnet30: 'linear' replaces the shrink sigmoid with an unconstrained layer (a
       # diagnostic of what the shrink sigmoid costs the classifier; not DAH).
       hash_layer='shrink_sigmoid',
-      # dah_resnet30: what the classifier reads, 'codes' (DAH) or 'centered' 4 (h - 1/2)
-      # (not in the paper; dahjax/models/heads.py says why it trains faster).
+      # dah_resnet30: what the classifier reads, 'codes' (DAH), 'centered' 4 (h - 1/2)
+      # (not in the paper; dahjax/models/heads.py says why it trains faster) or
+      # 'sign_codes' (the +-1 codes, no bias, straight-through: GreedyHash's head).
       classifier_input='codes',
       # dsh_cnn, dpfah_resnet18: 'shrink_sigmoid' ends the hash layer in DAH's eq. 1
       # (for DAH's loss).

@@ -49,7 +49,7 @@ _HEADS: dict[str, dict[str, dict | None]] = {
   'dah_resnet30': {
     '*': dict(hash_layer='linear'),
     'dah': dict(hash_layer='shrink_sigmoid'),
-    'greedyhash': None,
+    'greedyhash': dict(hash_layer='linear', classifier_input='sign_codes'),
   },
   'dpfah_resnet18': {
     '*': dict(hash_activation='none', classifier_reads='features'),
@@ -59,13 +59,17 @@ _HEADS: dict[str, dict[str, dict | None]] = {
 }
 
 
+# A backbone not listed: its own outputs for the methods that read u alone.
+_OTHER_MODEL: dict[str, dict | None] = {'*': {}, 'dah': None, 'greedyhash': None}
+
+
 def head_settings(model_name: str, loss_name: str) -> dict:
   """The `config.model` fields that give loss `loss_name` its head on `model_name`.
 
   Raises:
     ValueError: the backbone cannot give the loss the head it needs.
   """
-  heads = _HEADS.get(model_name, {'*': {}})
+  heads = _HEADS.get(model_name, _OTHER_MODEL)
   settings = heads.get(loss_name, heads['*'])
   if settings is None:
     able = sorted(m for m, h in _HEADS.items() if h.get(loss_name, h['*']) is not None)

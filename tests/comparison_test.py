@@ -42,7 +42,14 @@ def test_each_loss_gets_the_head_it_needs():
   assert comparison.head_settings('dpfah_resnet18', 'dah') == dict(
     hash_activation='shrink_sigmoid', classifier_reads='codes'
   )
+  assert comparison.head_settings('dah_resnet30', 'greedyhash') == dict(
+    hash_layer='linear', classifier_input='sign_codes'
+  )
+  # A backbone the comparison does not know gives the methods reading u their outputs,
+  # and refuses those needing a head of their own.
+  assert comparison.head_settings('new_net', 'dsh') == {}
   with pytest.raises(
-    ValueError, match='GreedyHash needs a head.*compare it on dpfah_resnet18, dsh_cnn'
+    ValueError,
+    match='GreedyHash needs a head.*compare it on dah_resnet30, dpfah_resnet18, dsh_cnn',
   ):
-    comparison.head_settings('dah_resnet30', 'greedyhash')
+    comparison.head_settings('new_net', 'greedyhash')

@@ -56,10 +56,20 @@ def test_every_loss_trains_a_step(name):
   train_two_steps(config, name)
 
 
-@pytest.mark.parametrize('name', ['dah', 'greedyhash'])
-def test_dah_and_greedyhash_train_on_dpfahs_resnet18(name):
-  """The comparison's heads of DAH and GreedyHash on DPFAH's backbone (32 px stem)."""
+@pytest.mark.parametrize(
+  'model_name,name',
+  [
+    ('dpfah_resnet18', 'dah'),
+    ('dpfah_resnet18', 'greedyhash'),
+    ('dah_resnet30', 'greedyhash'),
+  ],
+)
+def test_the_comparisons_heads_train_on_the_papers_backbones(model_name, name):
+  """DAH's and GreedyHash's heads on DPFAH's ResNet18 (32 px stem) and GreedyHash's on
+  DAH's ResNet30 (without CBAM, to compile faster), as the comparison sets them."""
   base = default.get_config()
-  base.model_name = 'dpfah_resnet18'
+  base.model_name = model_name
   base.model.update(num_classes=3, stem='cifar', attention='stem')
+  if model_name == 'dah_resnet30':
+    base.model.attention = 'none'
   train_two_steps(comparison.run_config(base, name, 8), name)

@@ -300,3 +300,27 @@ def test_resnet18_takes_dah_and_greedyhash_heads():
     models.create_model('dpfah_resnet18', classifier_reads='hash')
   with pytest.raises(ValueError, match='model.hash_activation .*none, shrink_sigmoid'):
     models.create_model('dpfah_resnet18', hash_activation='tanh')
+
+
+@pytest.mark.parametrize('activation', ['shrink_sigmoid', 'linear'])
+def test_dah_head_with_a_classifier_on_the_sign_codes(activation):
+  """classifier_input='sign_codes': logits = b W with b the +-1 codes (the sign of the
+  pre-activation, whose bits are the head's codes), no bias, gradient straight through."""
+  head = heads.ShrinkSigmoidHashHead(
+    bits=6, num_classes=4, activation=activation, classifier_input='sign_codes'
+  )
+  features = jax.random.normal(jax.random.key(1), (5, 8))
+  variables = head.init(jax.random.key(0), features)
+  out = head.apply(variables, features)
+  p = jax.tree.map(np.asarray, variables['params'])
+  pre = np.asarray(features, np.float64) @ p['hash']['kernel'] + p['hash']['bias']
+  b = np.where(pre >= 0, 1.0, -1.0)
+  model = models.create_model(
+    'dah_resnet30', bits=6, hash_layer=activation, classifier_input='sign_codes'
+  )
+  np.testing.assert_array_equal(model.binary_codes(out['hash']), b > 0)
+  np.testing.assert_allclose(out['logits'], b @ p['classifier']['kernel'], atol=1e-5)
+  assert set(p['classifier']) == {'kernel'}
+  grad = jax.grad(lambda v: head.apply(v, features)['logits'].sum())(variables)
+  expected = 5 * p['classifier']['kernel'].sum(axis=1)
+  np.testing.assert_allclose(grad['params']['hash']['bias'], expected, rtol=1e-5)

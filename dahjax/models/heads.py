@@ -89,8 +89,10 @@ def shrink_sigmoid_codes(h: jax.Array) -> jax.Array:
 
 HASH_LAYERS = ('shrink_sigmoid', 'linear')
 # What DAH's classifier reads: the codes h (Table 1), or 4 (h - 1/2), the same codes
-# centred and stretched to (-1, 1) (not in the paper; see ShrinkSigmoidHashHead).
-CLASSIFIER_INPUTS = ('codes', 'centered')
+# centred and stretched to (-1, 1) (not in the paper; see ShrinkSigmoidHashHead), or the
+# sign codes without a bias, through the straight-through gradient (GreedyHash's head,
+# for comparing methods on DAH's backbone).
+CLASSIFIER_INPUTS = ('codes', 'centered', 'sign_codes')
 
 
 class ShrinkSigmoidHashHead(nn.Module):
@@ -114,6 +116,10 @@ class ShrinkSigmoidHashHead(nn.Module):
       quarter of that of the centred input and whose mean adds to the bias, confident
       logits need weights about four times larger, reached about four times later
       (docs/results.md, diagnosis). With a linear hash layer it has no effect.
+      'sign_codes': a classifier without bias on the binary codes as +-1 (the sign of
+      the hash layer's pre-activation, whose bits are the codes' with either
+      activation), its gradient passed straight through (GreedyHash Sec. 3; with
+      `activation='linear'` this is GreedyHash's head on this backbone).
 
   Returns from `__call__(features)` (features [B, F]) a dict: `hash` [B, bits]
   (continuous codes in (1/4, 3/4)) and `logits` [B, num_classes].
@@ -143,12 +149,16 @@ class ShrinkSigmoidHashHead(nn.Module):
 
   @nn.compact
   def __call__(self, features: jax.Array) -> dict[str, jax.Array]:
-    h = nn.Dense(self.bits, dtype=self.dtype, name='hash')(features)
-    seen = h
+    pre = nn.Dense(self.bits, dtype=self.dtype, name='hash')(features)
+    h = seen = pre
     if self.activation == 'shrink_sigmoid':
-      h = shrink_sigmoid(h)
+      h = shrink_sigmoid(pre)
       seen = 4.0 * (h - 0.5) if self.classifier_input == 'centered' else h
-    logits = nn.Dense(self.num_classes, dtype=self.dtype, name='classifier')(seen)
+    if self.classifier_input == 'sign_codes':
+      reads, seen = 'sign_codes', pre
+    else:
+      reads = 'codes'
+    logits = classify(features, seen, reads, self.num_classes, dtype=self.dtype)
     return {'hash': h, 'logits': logits}
 
 

@@ -136,9 +136,10 @@ class ResNet30(nn.Module):
     dtype: computation dtype (parameters stay float32).
     hash_layer: 'shrink_sigmoid' (the paper's eq. 1) or 'linear' (an unconstrained
       layer of the same width, codes thresholded at 0; a diagnostic, not DAH).
-    classifier_input: 'codes' (the paper's: the classifier reads the codes) or
-      'centered' (it reads 4 (h - 1/2); not in the paper, see
-      `heads.ShrinkSigmoidHashHead`).
+    classifier_input: 'codes' (the paper's: the classifier reads the codes),
+      'centered' (it reads 4 (h - 1/2); not in the paper) or 'sign_codes' (a classifier
+      without bias on the +-1 codes, straight-through: with `hash_layer='linear'`
+      GreedyHash's head); see `heads.ShrinkSigmoidHashHead`.
 
   Returns from `__call__(images, train=False)` (images [B, H, W, 3]) a dict of float32
   arrays: `hash` [B, bits] in (1/4, 3/4) and `logits` [B, C].
