@@ -11,12 +11,6 @@ from dahjax import parallel
 from dahjax import state as state_lib
 from dahjax import train
 
-# The head each method's loss expects of the network (the rest read the raw outputs).
-HEADS = {
-  'dah': dict(hash_activation='shrink_sigmoid', classifier_reads='codes'),
-  'greedyhash': dict(classifier_reads='sign_codes'),
-}
-
 
 def train_two_steps(config, name):
   """Two train steps of loss `name` on `config`'s model; checks what moved."""
@@ -52,8 +46,8 @@ def train_two_steps(config, name):
 def test_every_loss_trains_a_step(name):
   config = default.get_config()
   config.model_name, config.loss_name = 'dsh_cnn', name
-  config.model.update(bits=8, num_classes=3, **HEADS.get(name, {}))
-  train_two_steps(config, name)
+  config.model.num_classes = 3
+  train_two_steps(comparison.run_config(config, name, 8), name)
 
 
 @pytest.mark.parametrize(

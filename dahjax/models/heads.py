@@ -155,9 +155,8 @@ class ShrinkSigmoidHashHead(nn.Module):
       h = shrink_sigmoid(pre)
       seen = 4.0 * (h - 0.5) if self.classifier_input == 'centered' else h
     if self.classifier_input == 'sign_codes':
-      reads, seen = 'sign_codes', pre
-    else:
-      reads = 'codes'
+      seen = pre  # Its sign: the codes' bits with either activation.
+    reads = 'sign_codes' if self.classifier_input == 'sign_codes' else 'codes'
     logits = classify(features, seen, reads, self.num_classes, dtype=self.dtype)
     return {'hash': h, 'logits': logits}
 
@@ -296,15 +295,15 @@ def classify(
   h: jax.Array,
   reads: str,
   num_classes: int,
-  *,
-  name: str = 'classifier',
   **dense_kwargs,
 ) -> jax.Array:
   """The logits of a classifier that reads `features`, the codes `h` or sgn(h)
   (`CLASSIFIER_READS`); a Flax submodule call, so only inside a compact module."""
   if reads == 'sign_codes':
-    return nn.Dense(num_classes, use_bias=False, name=name, **dense_kwargs)(greedy_sign(h))
-  return nn.Dense(num_classes, name=name, **dense_kwargs)(
+    return nn.Dense(num_classes, use_bias=False, name='classifier', **dense_kwargs)(
+      greedy_sign(h)
+    )
+  return nn.Dense(num_classes, name='classifier', **dense_kwargs)(
     h if reads == 'codes' else features
   )
 
