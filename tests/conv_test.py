@@ -132,13 +132,22 @@ def test_conv2d_matches_xla(k, stride, padding):
 
 @pytest.mark.parametrize(
   'window,stride,padding',
-  [(3, 1, ((1, 1), (1, 1))), (3, 2, ((1, 1), (1, 1))), (2, 2, 'VALID'), (3, 2, 'SAME')],
+  [
+    (3, 1, ((1, 1), (1, 1))),
+    (3, 2, ((1, 1), (1, 1))),
+    (2, 2, 'VALID'),
+    (3, 2, 'SAME'),
+    (3, 2, ((0, 1), (0, 1))),  # Caffe's ceil mode (DSH's CNN).
+    (5, 3, ((2, 1), (0, 2))),  # Windows spanning two phases, uneven padding.
+    (2, 3, 'VALID'),  # Stride above the window: cells no window reads.
+  ],
 )
-def test_max_pool_matches_xla_with_ties(window, stride, padding):
+@pytest.mark.parametrize('size', [(9, 9), (8, 11)])
+def test_max_pool_matches_xla_with_ties(window, stride, padding, size):
   """Values and gradients equal XLA's, ties included (ReLU outputs tie at 0 a lot)."""
   rng = np.random.default_rng(0)
-  x = jnp.asarray(np.maximum(rng.integers(-3, 3, size=(2, 9, 9, 3)), 0), jnp.float32)
-  pads = conv.explicit_padding(padding, (9, 9), window, stride)
+  x = jnp.asarray(np.maximum(rng.integers(-3, 3, size=(2, *size, 3)), 0), jnp.float32)
+  pads = conv.explicit_padding(padding, size, window, stride)
   ref = nn.max_pool(x, (window, window), (stride, stride), pads)
   got = jax.jit(lambda x: conv.max_pool(x, window, stride, padding, 'slices'))(x)
   np.testing.assert_array_equal(got, ref)

@@ -90,10 +90,10 @@ def explicit_padding(
   return tuple((int(lo), int(hi)) for lo, hi in padding)
 
 
-def _windows(x: jax.Array, kernel: int, stride: int, padding, pad_value=0.0):
+def _windows(x: jax.Array, kernel: int, stride: int, padding):
   """The kernel*kernel shifted, strided views of padded `x`, row-major by tap."""
   (pt, pb), (pl, pr) = explicit_padding(padding, x.shape[1:3], kernel, stride)
-  xp = jnp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)), constant_values=pad_value)
+  xp = jnp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
   ho = (xp.shape[1] - kernel) // stride + 1
   wo = (xp.shape[2] - kernel) // stride + 1
   return [
@@ -153,9 +153,47 @@ def pointwise_conv(x: jax.Array, kernel: jax.Array, impl: str) -> jax.Array:
   return conv2d(x, kernel, strides=1, padding='VALID', impl=impl)
 
 
+def _pool_geometry(shape, window: int, stride: int, padding):
+  """(output height, output width, cells per phase along H, along W) of a pooling."""
+  (pt, pb), (pl, pr) = padding
+  ho = (shape[1] + pt + pb - window) // stride + 1
+  wo = (shape[2] + pl + pr - window) // stride + 1
+  reach = -(-window // stride)  # Phase cells a window spans along each axis.
+  return ho, wo, ho + reach - 1, wo + reach - 1
+
+
+def _phase_pads(shape, stride: int, padding, n1: int, n2: int):
+  """lax.pad widths taking NHWC `shape` to [B, stride * n1, stride * n2, C]: the
+  pooling's padding in front, whatever the phase grid needs (or crops) behind."""
+  (pt, _), (pl, _) = padding
+  return (
+    (0, 0, 0),
+    (pt, stride * n1 - shape[1] - pt, 0),
+    (pl, stride * n2 - shape[2] - pl, 0),
+    (0, 0, 0),
+  )
+
+
+def _phase_taps(x, window: int, stride: int, padding):
+  """The window*window taps of a pooling, row-major, as unit-stride slices of x's
+  phases: x padded with -inf and viewed as [B, n1, stride, n2, stride, C], so that
+  tap (dy, dx) of output (i, j) is phase (dy % stride, dx % stride) at
+  (i + dy // stride, j + dx // stride)."""
+  ho, wo, n1, n2 = _pool_geometry(x.shape, window, stride, padding)
+  pads = _phase_pads(x.shape, stride, padding, n1, n2)
+  p = jax.lax.pad(x, jnp.array(-jnp.inf, x.dtype), pads)
+  p = p.reshape(x.shape[0], n1, stride, n2, stride, x.shape[3])
+  taps = []
+  for dy in range(window):
+    for dx in range(window):
+      (qy, ry), (qx, rx) = divmod(dy, stride), divmod(dx, stride)
+      taps.append(p[:, qy : qy + ho, ry, qx : qx + wo, rx])
+  return taps
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
 def _max_pool_slices(x, window, stride, padding):
-  return functools.reduce(jnp.maximum, _windows(x, window, stride, padding, -jnp.inf))
+  return functools.reduce(jnp.maximum, _phase_taps(x, window, stride, padding))
 
 
 def _max_pool_fwd(x, window, stride, padding):
@@ -165,15 +203,34 @@ def _max_pool_fwd(x, window, stride, padding):
 
 def _max_pool_bwd(window, stride, padding, residuals, g):
   x, out = residuals
+  ho, wo, n1, n2 = _pool_geometry(x.shape, window, stride, padding)
+  # Computed once: left to fusion, the cotangent's whole producer (e.g. a normalisation's
+  # backward pass) is recomputed inside every tap's scatter.
+  g = jax.lax.optimization_barrier(g)
   # The gradient of each window goes to its first maximum, as XLA's select-and-scatter
-  # rule does: find that tap once, then apply the adjoint of the shifted slices.
-  taps = _windows(x, window, stride, padding, -jnp.inf)
-  # argmax (a reduction) returns the first maximum and is computed once; XLA would
-  # recompute an elementwise formulation of it for every tap.
+  # rule does: argmax (a reduction) finds that tap once.
+  taps = _phase_taps(x, window, stride, padding)
   first = jnp.argmax(jnp.stack([t == out for t in taps]), axis=0).astype(jnp.int8)
-  parts = [jnp.where(first == t, g, jnp.zeros_like(g)) for t in range(len(taps))]
-  _, windows_vjp = jax.vjp(lambda x: _windows(x, window, stride, padding, -jnp.inf), x)
-  return windows_vjp(parts)
+  # Each tap's share lands in its phase at its offset: stride*stride arrays the size of
+  # the output, interleaved into x's shape once at the end. (Scattering every tap into
+  # a strided view of the whole input writes window*window input-sized arrays.)
+  zero = jnp.zeros((), g.dtype)
+  phases = {}
+  for t in range(window * window):
+    (qy, ry), (qx, rx) = (divmod(d, stride) for d in divmod(t, window))
+    share = jnp.where(first == t, g, zero)
+    share = jax.lax.pad(
+      share, zero, ((0, 0, 0), (qy, n1 - ho - qy, 0), (qx, n2 - wo - qx, 0), (0, 0, 0))
+    )
+    phases[ry, rx] = phases[ry, rx] + share if (ry, rx) in phases else share
+  empty = jnp.zeros((x.shape[0], n1, n2, x.shape[3]), g.dtype)
+  rows = [
+    jnp.stack([phases.get((ry, rx), empty) for rx in range(stride)], axis=3)
+    for ry in range(stride)
+  ]
+  grid = jnp.stack(rows, axis=2).reshape(x.shape[0], stride * n1, stride * n2, -1)
+  crop = [(-lo, -hi, 0) for lo, hi, _ in _phase_pads(x.shape, stride, padding, n1, n2)]
+  return (jax.lax.pad(grid, zero, crop),)
 
 
 _max_pool_slices.defvjp(_max_pool_fwd, _max_pool_bwd)
