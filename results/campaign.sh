@@ -167,7 +167,12 @@ dsh_finetune() {  # dsh_finetune RUN SOURCE: 48 bits fine-tuned from the 12-bit 
   local run=$1 source=$2
   finished "$run" && return
   [ -d "$root/$source/checkpoints" ] || [ "$dry" = 1 ] || {
-    echo "$run fine-tunes $root/$source: run $source first" >&2
+    if finished "$source"; then
+      echo "$run fine-tunes $root/$source, whose checkpoints are not here (results/$source" \
+        "holds its results only): move results/$source aside and run $source again" >&2
+    else
+      echo "$run fine-tunes $root/$source: run $source first" >&2
+    fi
     exit 2
   }
   train "$root/$run" configs/dsh_cifar10_48.py \

@@ -144,3 +144,10 @@ def test_each_48_bit_fine_tune_starts_from_its_12_bit_run(tmp_path):
     # Not dry: refused until the 12-bit run has checkpoints.
     out = subprocess.run(['bash', str(script), str(tmp_path), run], capture_output=True)
     assert out.returncode == 2 and f'run {source} first'.encode() in out.stderr
+    # Finished on another machine: its results are kept, its checkpoints are not.
+    kept = script.parent / source
+    kept.mkdir()
+    (kept / 'metrics.json').write_text('{}')
+    out = subprocess.run(['bash', str(script), str(tmp_path), run], capture_output=True)
+    assert out.returncode == 2 and f'move results/{source} aside'.encode() in out.stderr
+    assert len(out.stderr.decode().splitlines()) == 1
