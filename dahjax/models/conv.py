@@ -174,6 +174,16 @@ def _phase_pads(shape, stride: int, padding, n1: int, n2: int):
   )
 
 
+def _tap_offsets(window: int, stride: int):
+  """For each tap (dy, dx) of a window, row-major: (dy // stride, dy % stride,
+  dx // stride, dx % stride), its offset and phase along H and W."""
+  return [
+    (*divmod(dy, stride), *divmod(dx, stride))
+    for dy in range(window)
+    for dx in range(window)
+  ]
+
+
 def _phase_taps(x, window: int, stride: int, padding):
   """The window*window taps of a pooling, row-major, as unit-stride slices of x's
   phases: x padded with -inf and viewed as [B, n1, stride, n2, stride, C], so that
@@ -183,12 +193,10 @@ def _phase_taps(x, window: int, stride: int, padding):
   pads = _phase_pads(x.shape, stride, padding, n1, n2)
   p = jax.lax.pad(x, jnp.array(-jnp.inf, x.dtype), pads)
   p = p.reshape(x.shape[0], n1, stride, n2, stride, x.shape[3])
-  taps = []
-  for dy in range(window):
-    for dx in range(window):
-      (qy, ry), (qx, rx) = divmod(dy, stride), divmod(dx, stride)
-      taps.append(p[:, qy : qy + ho, ry, qx : qx + wo, rx])
-  return taps
+  return [
+    p[:, qy : qy + ho, ry, qx : qx + wo, rx]
+    for qy, ry, qx, rx in _tap_offsets(window, stride)
+  ]
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
@@ -216,8 +224,7 @@ def _max_pool_bwd(window, stride, padding, residuals, g):
   # a strided view of the whole input writes window*window input-sized arrays.)
   zero = jnp.zeros((), g.dtype)
   phases = {}
-  for t in range(window * window):
-    (qy, ry), (qx, rx) = (divmod(d, stride) for d in divmod(t, window))
+  for t, (qy, ry, qx, rx) in enumerate(_tap_offsets(window, stride)):
     share = jnp.where(first == t, g, zero)
     share = jax.lax.pad(
       share, zero, ((0, 0, 0), (qy, n1 - ho - qy, 0), (qx, n2 - wo - qx, 0), (0, 0, 0))
