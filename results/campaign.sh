@@ -100,6 +100,13 @@ curve_flags() {
     --config.max_checkpoints_to_keep=100
 }
 
+# DSH's runs: a curve point every 10 epochs of 250 steps (1,000 curve queries), a
+# checkpoint every epoch, all kept (150,000 steps at the most: 600).
+dsh_flags() {
+  echo --config.eval_every_steps=2500 --config.eval.curve_queries=1000 \
+    --config.checkpoint_every_steps=250 --config.max_checkpoints_to_keep=600
+}
+
 dah_run() {  # dah_run RUN BITS [flags ...]
   local run=$1 bits=$2
   shift 2
@@ -114,11 +121,12 @@ dah_run() {  # dah_run RUN BITS [flags ...]
 comparison() {  # comparison BITS: the methods split over the cores, then the table.
   local bits=$1 methods m i
   methods=(dsh dpsh hashnet dah dpfah csq greedyhash dsdh dhn dbdh dfh idhn lcdsh)
+  # 2,000 steps, a checkpoint every epoch of 250 steps, all 8 kept.
   local flags=(--config configs/dsh_cifar10.py --root "$root/comparison"
-    --config.data.data_dir="$data" --config.num_train_steps=2000
-    --config.checkpoint_every_steps=500 --bits "$bits" --config.optimizer.name=adam
-    --config.optimizer.learning_rate=1e-4 --config.optimizer.weight_decay=0
-    --config.optimizer.lr_schedule=constant)
+    --config.data.data_dir="$data" --config.num_train_steps=2000 --bits "$bits"
+    --config.checkpoint_every_steps=250 --config.max_checkpoints_to_keep=8
+    --config.optimizer.name=adam --config.optimizer.learning_rate=1e-4
+    --config.optimizer.weight_decay=0 --config.optimizer.lr_schedule=constant)
   for m in "${methods[@]}"; do  # Finished on another machine: kept, not trained again.
     local kept="results/comparison/${m}_$bits" workdir="$root/comparison/${m}_$bits"
     if [ -f "$kept/metrics.json" ] && [ ! -f "$workdir/eval/metrics.json" ]; then
@@ -176,8 +184,7 @@ dsh_finetune() {  # dsh_finetune RUN SOURCE: 48 bits fine-tuned from the 12-bit 
     exit 2
   }
   train "$root/$run" configs/dsh_cifar10_48.py \
-    --config.model.init_from="$root/$source" --config.eval_every_steps=2500 \
-    --config.eval.curve_queries=1000 --config.max_checkpoints_to_keep=100
+    --config.model.init_from="$root/$source" $(dsh_flags)
   keep "$run"
 }
 
@@ -211,16 +218,14 @@ for run in "${runs[@]}"; do
     dsh_cifar10_12)
       finished "$run" && continue
       train "$root/$run" configs/dsh_cifar10_release.py --config.model.bits=12 \
-        --config.eval_every_steps=2500 --config.eval.curve_queries=1000 \
-        --config.max_checkpoints_to_keep=100
+        $(dsh_flags)
       keep "$run" ;;
     dsh_cifar10_48) dsh_finetune "$run" dsh_cifar10_12 ;;
     dsh_cifar10_12_paper)
       finished "$run" && continue
       seed_from dsh_cifar10_12 "$run" 20000
       train "$root/$run" configs/dsh_cifar10.py --config.model.bits=12 \
-        --config.eval_every_steps=2500 --config.eval.curve_queries=1000 \
-        --config.max_checkpoints_to_keep=100
+        $(dsh_flags)
       keep "$run" ;;
     dsh_cifar10_48_paper) dsh_finetune "$run" dsh_cifar10_12_paper ;;
     collect) collect ;;

@@ -1,5 +1,6 @@
 """results/campaign.sh, the reproduction campaign, as its dry run lays it out."""
 
+import importlib.util
 import json
 import os
 import shutil
@@ -151,3 +152,32 @@ def test_each_48_bit_fine_tune_starts_from_its_12_bit_run(tmp_path):
     out = subprocess.run(['bash', str(script), str(tmp_path), run], capture_output=True)
     assert out.returncode == 2 and f'move results/{source} aside'.encode() in out.stderr
     assert len(out.stderr.decode().splitlines()) == 1
+
+
+def _flag(line, name, default=None):
+  values = [a.split('=', 1)[1] for a in line.split() if a.startswith(f'--{name}=')]
+  return values[-1] if values else default
+
+
+def _config(line):
+  path = os.path.join(ROOT, line.split(' --config ')[1].split()[0])
+  spec = importlib.util.spec_from_file_location('campaign_config', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+def test_dshs_runs_keep_a_checkpoint_every_epoch(tmp_path):
+  """Every epoch's checkpoint stays, so a run's curve can be recomputed afterwards."""
+  script = empty_tree(tmp_path)
+  lines = dry_run(tmp_path, 'comparison_48', script=script)
+  runs = [line for line in lines if ' -m dahjax.comparison ' in line]
+  for run in ('dsh_cifar10_12', 'dsh_cifar10_12_paper', 'dsh_cifar10_48_paper'):
+    runs += dry_run(tmp_path, run, script=script)
+  assert len(runs) == 5
+  for line in runs:
+    config = _config(line)
+    steps = int(_flag(line, 'config.num_train_steps', config.num_train_steps))
+    every = int(_flag(line, 'config.checkpoint_every_steps'))
+    assert every == 50_000 // config.batch_size  # an epoch of CIFAR-10's training set
+    assert int(_flag(line, 'config.max_checkpoints_to_keep')) >= steps // every
