@@ -1,6 +1,6 @@
 """results/campaign.sh, the reproduction campaign, as its dry run lays it out."""
 
-import importlib.util
+import importlib
 import json
 import os
 import shutil
@@ -160,11 +160,9 @@ def _flag(line, name, default=None):
 
 
 def _config(line):
-  path = os.path.join(ROOT, line.split(' --config ')[1].split()[0])
-  spec = importlib.util.spec_from_file_location('campaign_config', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+  """The config of a command's `--config configs/<name>.py`, as configs_test loads it."""
+  name = os.path.basename(line.split(' --config ')[1].split()[0]).removesuffix('.py')
+  return importlib.import_module(f'configs.{name}').get_config()
 
 
 def test_dshs_runs_keep_a_checkpoint_every_epoch(tmp_path):
