@@ -24,12 +24,12 @@
 #   comparison_12           every method on DSH's CNN and protocol, 12 bits, 2,000 steps
 #   comparison_48           the same at 48 bits
 #   dah_cifar10_12          DAH, 12 bits, paper settings, to the plateau (3 points) or 60 epochs
-#   dsh_cifar10_12          DSH's own run with its released solver, 70,000 steps
+#   dsh_cifar10_12          DSH at 12 bits under its paper's schedule, 150,000 steps; it
+#                           goes on from dsh_cifar10_12_release's checkpoint at step 20,000
+#                           where that exists (the two schedules agree up to there)
 #   dsh_cifar10_48          DSH at 48 bits, fine-tuned from dsh_cifar10_12
-#   dsh_cifar10_12_paper    DSH at 12 bits under its paper's schedule, 150,000 steps; it
-#                           goes on from dsh_cifar10_12's checkpoint at step 20,000 where
-#                           that exists (the two schedules agree up to there)
-#   dsh_cifar10_48_paper    DSH at 48 bits, fine-tuned from dsh_cifar10_12_paper
+#   dsh_cifar10_12_release  DSH with the authors' released solver, 70,000 steps
+#   dsh_cifar10_48_release  DSH at 48 bits, fine-tuned from dsh_cifar10_12_release
 #   dah_cifar10_48          DAH, 48 bits, as dah_cifar10_12
 #   nonea_dah_cifar10_12    DAH without CBAM, 12 bits, as dah_cifar10_12
 #
@@ -43,7 +43,8 @@ root=$(realpath -m "$root")
 shift
 runs=("$@")
 [ ${#runs[@]} -gt 0 ] || runs=(dpfah_cifar10_32px_48 comparison_12 comparison_48 dah_cifar10_12
-                              dsh_cifar10_12 dsh_cifar10_48 dsh_cifar10_12_paper dsh_cifar10_48_paper
+                              dsh_cifar10_12 dsh_cifar10_48 dsh_cifar10_12_release
+                              dsh_cifar10_48_release
                               dah_cifar10_48 nonea_dah_cifar10_12)
 data=${CIFAR10_DIR:-../shared/data/cifar10_jpeg}
 read -r -a cores <<< "${CORES:-$(seq -s ' ' 0 $(($(nproc) - 1)))}"
@@ -217,17 +218,17 @@ for run in "${runs[@]}"; do
     comparison_48) comparison 48 ;;
     dsh_cifar10_12)
       finished "$run" && continue
-      train "$root/$run" configs/dsh_cifar10_release.py --config.model.bits=12 \
-        $(dsh_flags)
-      keep "$run" ;;
-    dsh_cifar10_48) dsh_finetune "$run" dsh_cifar10_12 ;;
-    dsh_cifar10_12_paper)
-      finished "$run" && continue
-      seed_from dsh_cifar10_12 "$run" 20000
+      seed_from dsh_cifar10_12_release "$run" 20000
       train "$root/$run" configs/dsh_cifar10.py --config.model.bits=12 \
         $(dsh_flags)
       keep "$run" ;;
-    dsh_cifar10_48_paper) dsh_finetune "$run" dsh_cifar10_12_paper ;;
+    dsh_cifar10_48) dsh_finetune "$run" dsh_cifar10_12 ;;
+    dsh_cifar10_12_release)
+      finished "$run" && continue
+      train "$root/$run" configs/dsh_cifar10_release.py --config.model.bits=12 \
+        $(dsh_flags)
+      keep "$run" ;;
+    dsh_cifar10_48_release) dsh_finetune "$run" dsh_cifar10_12_release ;;
     collect) collect ;;
     *) echo "unknown run $run; see the list at the top of $0" >&2; exit 2 ;;
   esac

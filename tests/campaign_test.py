@@ -89,19 +89,19 @@ def test_an_unknown_run_is_refused(tmp_path):
 def test_the_paper_schedule_goes_on_from_the_release_runs_step_20000(tmp_path):
   script = empty_tree(tmp_path)
   # No release run: the paper's schedule trains from step 0.
-  (line,) = dry_run(tmp_path, 'dsh_cifar10_12_paper', script=script)
+  (line,) = dry_run(tmp_path, 'dsh_cifar10_12', script=script)
   assert line.startswith(
     'taskset -c 0,1 python -m dahjax.main --config configs/dsh_cifar10.py'
   )
-  assert f'--workdir {tmp_path}/dsh_cifar10_12_paper ' in line
-  source = tmp_path / 'dsh_cifar10_12'
+  assert f'--workdir {tmp_path}/dsh_cifar10_12 ' in line
+  source = tmp_path / 'dsh_cifar10_12_release'
   (source / 'checkpoints' / '20000').mkdir(parents=True)
   (source / 'eval').mkdir()
   (source / 'eval' / 'curve.jsonl').write_text(
     ''.join(f'{{"step": {s}, "map": 0.{s}}}\n' for s in (17500, 20000, 22500))
   )
-  lines = dry_run(tmp_path, 'dsh_cifar10_12_paper', script=script)
-  target = tmp_path / 'dsh_cifar10_12_paper'
+  lines = dry_run(tmp_path, 'dsh_cifar10_12', script=script)
+  target = tmp_path / 'dsh_cifar10_12'
   assert f'cp -r {source}/checkpoints/20000 {target}/checkpoints/' in lines
   assert f'cp {source}/run_config.json {source}/splits.json {target}/' in lines
   assert lines[-1] == line
@@ -121,13 +121,13 @@ def test_the_paper_schedule_goes_on_from_the_release_runs_step_20000(tmp_path):
   (source / 'splits.json').write_text('{}')
   env = {**os.environ, 'CORES': '0', 'PATH': f'{bin_dir}:{os.environ["PATH"]}'}
   subprocess.run(
-    ['bash', str(script), str(tmp_path), 'dsh_cifar10_12_paper'],
+    ['bash', str(script), str(tmp_path), 'dsh_cifar10_12'],
     env=env,
     check=True,
     capture_output=True,
   )
   assert (target / 'checkpoints' / '20000').is_dir()
-  kept = script.parent / 'dsh_cifar10_12_paper'
+  kept = script.parent / 'dsh_cifar10_12'
   assert [json.loads(r)['step'] for r in open(kept / 'curve.jsonl')] == [17500, 20000]
   assert 'configs/dsh_cifar10.py' in (target / 'eval' / 'command').read_text()
 
@@ -136,7 +136,7 @@ def test_each_48_bit_fine_tune_starts_from_its_12_bit_run(tmp_path):
   script = empty_tree(tmp_path)
   for run, source in (
     ('dsh_cifar10_48', 'dsh_cifar10_12'),
-    ('dsh_cifar10_48_paper', 'dsh_cifar10_12_paper'),
+    ('dsh_cifar10_48_release', 'dsh_cifar10_12_release'),
   ):
     (line,) = dry_run(tmp_path, run, script=script)
     assert '--config configs/dsh_cifar10_48.py' in line
@@ -170,7 +170,7 @@ def test_dshs_runs_keep_a_checkpoint_every_epoch(tmp_path):
   script = empty_tree(tmp_path)
   lines = dry_run(tmp_path, 'comparison_48', script=script)
   runs = [line for line in lines if ' -m dahjax.comparison ' in line]
-  for run in ('dsh_cifar10_12', 'dsh_cifar10_12_paper', 'dsh_cifar10_48_paper'):
+  for run in ('dsh_cifar10_12_release', 'dsh_cifar10_12', 'dsh_cifar10_48'):
     runs += dry_run(tmp_path, run, script=script)
   assert len(runs) == 5
   for line in runs:
