@@ -56,6 +56,20 @@ def test_within_channel_lrn_matches_caffe():
   np.testing.assert_allclose(got, caffe_within_channel_lrn(x), rtol=1e-5)
 
 
+def test_within_channel_lrn_gradient_matches_the_power_form():
+  """exp(-beta log1p(alpha m)) differentiates as (1 + alpha m)^(-beta) does."""
+  x = jnp.asarray(np.random.default_rng(3).normal(size=(2, 6, 5, 3)) * 200, jnp.float32)
+  probe = jnp.asarray(np.random.default_rng(4).normal(size=x.shape), jnp.float32)
+
+  def power_form(x):
+    mean_sq = jax.lax.reduce_window(x**2, 0.0, jax.lax.add, (1, 3, 3, 1), (1,) * 4, 'SAME')
+    return x * (1.0 + 5e-5 * mean_sq / 9) ** (-0.75)
+
+  want = jax.grad(lambda x: jnp.sum(power_form(x) * probe))(x)
+  got = jax.grad(lambda x: jnp.sum(dsh_cnn.within_channel_lrn(x) * probe))(x)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
 def test_dsh_net_parameters_outputs_and_codes():
   net = models.create_model('dsh_cnn', bits=12, num_classes=10)
   variables = net.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))

@@ -97,7 +97,10 @@ def within_channel_lrn(
     221.336
   """
   mean_sq = nn.avg_pool(jnp.square(x), (3, 3), (1, 1), ((1, 1), (1, 1)))
-  return x * (1.0 + alpha * mean_sq) ** (-beta)
+  # (1 + alpha m)^(-beta) as exp(-beta log1p(alpha m)): its gradient reuses the exp,
+  # where a power's needs a second power; a train step about 8% faster on the CPU
+  # (benchmarks/lrn_speed.py).
+  return x * jnp.exp(-beta * jnp.log1p(alpha * mean_sq))
 
 
 class DSHNet(nn.Module):
